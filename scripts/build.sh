@@ -17,6 +17,9 @@ CONFIGURE_FLAGS=(
 # one ccache serves both (and survives re-materialization).
 export CCACHE_DIR=${CCACHE_DIR:-$top/.cache/ccache}
 export CCACHE_BASEDIR=$top CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+# configure hands meson an explicit "cc", so wrap it through Debian's
+# ccache symlinks rather than relying on meson's ccache detection.
+[ -d /usr/lib/ccache ] && export PATH=/usr/lib/ccache:$PATH
 jobs=${JOBS:-$(nproc)}
 
 build_one() {
@@ -24,11 +27,14 @@ build_one() {
     [ -d "$src" ] || { echo "build: $src missing, run 'make tree'" >&2; exit 1; }
     mkdir -p "$src/build"
     local stamp="$src/build/.configure-flags"
+    local flags="${CONFIGURE_FLAGS[*]} cc=$(command -v cc)"
     if [ ! -f "$src/build/build.ninja" ] ||
-       [ "$(cat "$stamp" 2>/dev/null)" != "${CONFIGURE_FLAGS[*]}" ]; then
+       [ "$(cat "$stamp" 2>/dev/null)" != "$flags" ]; then
+        rm -rf "$src/build"
+        mkdir -p "$src/build"
         (cd "$src/build" && ../configure "${CONFIGURE_FLAGS[@]}") > "$src/build/configure.log" 2>&1 || {
             tail -30 "$src/build/configure.log" >&2; exit 1; }
-        echo "${CONFIGURE_FLAGS[*]}" > "$stamp"
+        echo "$flags" > "$stamp"
     fi
     echo "build: $src ($what)"
     # shellcheck disable=SC2086

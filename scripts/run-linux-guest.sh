@@ -19,6 +19,7 @@
 #   --blk-opts STR    appended to the -device virtio-blk-pci,drive=d0 string,
 #                     e.g. ",iothread=io0" (with "-- -object iothread,id=io0")
 #   --timeout S       kill QEMU after S seconds (default 300): FAIL reason=timeout
+#   --append STR      extra kernel command-line words (e.g. "clocksource=tsc tsc=reliable")
 #   --log FILE        console log (default: in the temp dir, kept)
 #   --images DIR      vmlinuz + initramfs.cpio.gz (default out/guest/linux)
 #   -v, --verbose     print the whole console log, not only the result lines
@@ -33,9 +34,9 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 qemu="" accel=tcg smp=1 mem=1G machine=pc disk="" disk_size=256M cache=none aio=threads
-blkopts="" timeout_s=300 log="" images=$top/out/guest/linux verbose=0
+blkopts="" kappend="" timeout_s=300 log="" images=$top/out/guest/linux verbose=0
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "run-linux-guest: $*" >&2; exit 2; }
 
 scen=""
@@ -53,6 +54,7 @@ while [ $# -gt 0 ]; do
     --aio)       aio=$2; shift 2 ;;
     --blk-opts)  blkopts=$2; shift 2 ;;
     --timeout)   timeout_s=$2; shift 2 ;;
+    --append)    kappend=$2; shift 2 ;;
     --log)       log=$2; shift 2 ;;
     --images)    images=$2; shift 2 ;;
     -v|--verbose) verbose=1; shift ;;
@@ -113,10 +115,10 @@ fi
 if [ "$scen" = smoke ] && ! printf '%s\n' "${params[@]}" | grep -q '^expect_cpus='; then
     params+=("expect_cpus=$smp")
 fi
-append="console=ttyS0 quiet panic=-1 scenario=$scen ${params[*]}"
+append="console=ttyS0 quiet panic=-1${kappend:+ $kappend} scenario=$scen ${params[*]}"
 
 cmd=("$qemu" -M "$machine" -accel "$accel_arg" -smp "$smp" -m "$mem"
-     -nographic -no-reboot
+     -nographic -no-reboot -nic none
      -kernel "$images/vmlinuz" -initrd "$images/initramfs.cpio.gz"
      -append "$append"
      -drive "file=$disk,if=none,id=d0,format=raw,cache=$cache,aio=$aio"
@@ -143,10 +145,12 @@ if [ -s "$tmp/qemu.pid" ]; then
     fi
 fi
 
-# The console has CRLF line ends; keep only our machine-readable lines.
-lines=$(tr -d '\r' < "$log" | grep -aE '^(INFO|RESULT|HIST|ERROR|SCENARIO) ')
+# The console has CRLF line ends and firmware escape sequences (ESC c, ESC [..):
+# drop them and keep only our machine-readable lines.
+clean() { tr -d '\r' < "$log" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g'; }
+lines=$(clean | grep -aE '^(INFO|RESULT|HIST|ERROR|SCENARIO) ')
 if [ $verbose = 1 ]; then
-    tr -d '\r' < "$log"
+    clean
 else
     [ -n "$lines" ] && echo "$lines"
 fi
@@ -174,7 +178,7 @@ else
 fi
 if [ $result != PASS ] && [ $verbose = 0 ]; then
     echo "run-linux-guest: last lines of $log:"
-    tr -d '\r' < "$log" | tail -25 | sed 's/^/  | /'
+    clean | tail -25 | sed 's/^/  | /'
 fi
 echo "RUN scenario=$scen result=$result${reason:+ reason=$reason} wall_s=$wall qemu_rc=$qrc accel=$accel smp=$smp log=$log"
 [ $result = PASS ]

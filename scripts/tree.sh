@@ -10,12 +10,24 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 tarball=$(base/fetch.sh)
 
-if [ -d qemu ]; then
-    if [ "${FORCE:-0}" != 1 ] && [ -d qemu/.git ] &&
-       [ -n "$(git -C qemu status --porcelain --untracked-files=no)" ]; then
-        echo "tree: qemu/ has uncommitted changes; commit them, 'make export'," >&2
+# Never throw away work in qemu/: uncommitted changes, or commits made since
+# the last materialization that patches/ does not hold yet.
+if [ -d qemu/.git ] && [ "${FORCE:-0}" != 1 ]; then
+    if [ -n "$(git -C qemu status --porcelain --untracked-files=no)" ]; then
+        echo "tree: qemu/ has uncommitted changes; commit and 'make export'," >&2
         echo "      or re-run with FORCE=1 to throw them away" >&2
         exit 1
+    fi
+    if [ "$(git -C qemu rev-parse HEAD)" != "$(cat qemu/.git/tree-head 2>/dev/null)" ]; then
+        tmp=$(mktemp -d)
+        scripts/export.sh "$tmp" >/dev/null
+        if ! diff -rq "$tmp" patches >/dev/null 2>&1; then
+            rm -rf "$tmp"
+            echo "tree: qemu/ has commits that are not exported; 'make export'," >&2
+            echo "      or re-run with FORCE=1 to throw them away" >&2
+            exit 1
+        fi
+        rm -rf "$tmp"
     fi
 fi
 
@@ -65,6 +77,7 @@ for p in "$top"/patches/0*.patch; do
         echo "tree: $p does not apply" >&2; exit 1; }
     n=$((n + 1))
 done
+git rev-parse HEAD > .git/tree-head
 echo "tree: qemu/ = base + fix-ups + $n patches"
 
 if [ -n "$stash" ]; then

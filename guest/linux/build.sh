@@ -108,8 +108,8 @@ EOF
     cp "$fiob/src/fio" "$fiob/fio"
     strip "$fiob/fio"
     # it must be static and have both engines we use
-    file_out=$(LC_ALL=C readelf -d "$fiob/fio" 2>&1 || true)
-    echo "$file_out" | grep -q NEEDED && die "fio is not static"
+    dyn=$(LC_ALL=C readelf -d "$fiob/fio" 2>&1 || true)
+    echo "$dyn" | grep -q NEEDED && die "fio is not static"
     for e in libaio io_uring; do
         "$fiob/fio" --enghelp 2>/dev/null | grep -qw "$e" || die "fio lacks engine $e"
     done

@@ -12,7 +12,8 @@
  *   mmio=ADDR   physical address, mapped from memdev (default /dev/mem)
  *   memdev=PATH device to mmap for mmio (/dev/mem maps ADDR's page; any
  *               other device, e.g. /dev/hpet, is mapped at offset 0 and
- *               ADDR's offset within its page is used)
+ *               ADDR's offset within its page is used; /dev/hpet only
+ *               opens read-only, so only read ops work there)
  *   op=OP       port: inb inw inl outb outw outl        (default inb)
  *               mmio: read8 read16 read32 read64 write8 write16 write32 write64
  *                     (default read32)
@@ -283,14 +284,21 @@ static uint64_t quantile(const uint64_t *h, uint64_t total, double q)
     return 0;
 }
 
-static void map_mmio(void)
+static void map_mmio(int is_read)
 {
     long pg = sysconf(_SC_PAGESIZE);
+    int is_devmem = strcmp(memdev, "/dev/mem") == 0;
+    int prot = PROT_READ | PROT_WRITE;
     int fd = open(memdev, O_RDWR | O_SYNC);
+    if (fd < 0 && !is_devmem && is_read) {
+        /* /dev/hpet refuses write opens: map it read-only */
+        fd = open(memdev, O_RDONLY);
+        prot = PROT_READ;
+    }
     if (fd < 0)
         die("open %s: %s", memdev, strerror(errno));
-    off_t off = strcmp(memdev, "/dev/mem") == 0 ? (off_t)(target & ~(uint64_t)(pg - 1)) : 0;
-    void *p = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off);
+    off_t off = is_devmem ? (off_t)(target & ~(uint64_t)(pg - 1)) : 0;
+    void *p = mmap(NULL, pg, prot, MAP_SHARED, fd, off);
     if (p == MAP_FAILED)
         die("mmap %s at 0x%llx: %s%s", memdev, (unsigned long long)off, strerror(errno),
             errno == EPERM ? " (CONFIG_IO_STRICT_DEVMEM: boot with iomem=relaxed, or use memdev=/dev/hpet)" : "");
@@ -305,6 +313,8 @@ static void map_mmio(void)
         uint64_t c = *cfg;
         int set = 0;
         if (!(c & 1)) {
+            if (!(prot & PROT_WRITE))
+                die("HPET disabled (config=0x%" PRIx64 ") and %s is mapped read-only", c, memdev);
             *cfg = c | 1;
             set = 1;
         }
@@ -405,7 +415,7 @@ int main(int argc, char **argv)
         if (iopl(3))
             die("iopl(3): %s", strerror(errno));
     } else {
-        map_mmio();
+        map_mmio(is_read);
     }
     if (lat && use_tsc)
         calibrate_tsc();

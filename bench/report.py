@@ -1,0 +1,64 @@
+#!/usr/bin/python3
+"""Render bench/results/X.json as X.md (table) and X.svg (plot, gnuplot)."""
+import json, os, statistics, subprocess, sys
+
+path = sys.argv[1]
+stem = path[:-5]
+doc = json.load(open(path))
+
+
+def fmt(v):
+    if v is None:
+        return '-'
+    if v >= 1000:
+        return f'{v / 1000:.1f}k' if v < 1e6 else f'{v / 1e6:.2f}M'
+    return f'{v:.3g}'
+
+
+def med(xs):
+    xs = [x for x in (xs or []) if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+lines = [f"Measured {doc['date']} on {doc['host']['machine']} ({doc['host']['cpus']} CPUs, "
+         f"KVM: {doc['host']['kvm'] or 'none'}), {doc['reps']} alternating runs per build; "
+         f"patched flags: {' '.join(doc['patched_flags']) or '(none)'}.",
+         '',
+         '| scenario | accel | vCPUs | unit | base (median) | patched (median) '
+         '| patched/base median (min-max) | floor | patched/floor | BQL/s by vCPU threads base → patched |',
+         '|---|---|---|---|---|---|---|---|---|---|']
+for r in doc['results']:
+    rt = r['ratio']
+    ratio = f"{rt['median']:.3f} ({rt['min']:.3f}-{rt['max']:.3f})" if rt else '-'
+    bql = r.get('bql_vcpu_per_s')
+    bqls = f"{fmt(bql['base'])} → {fmt(bql['patched'])}" if bql else '-'
+    fl = r.get('patched_vs_floor')
+    lines.append(f"| {r['scenario']} | {r['accel']} | {r['smp']} | {r['unit']} "
+                 f"| {fmt(med(r['base']))} | {fmt(med(r['patched']))} | {ratio} "
+                 f"| {fmt(med(r['floor']))} | {f'{fl:.2f}' if fl else '-'} | {bqls} |")
+for k in ('device', ):
+    if k in doc:
+        lines += ['', doc[k].get('note', '')]
+open(stem + '.md', 'w').write('\n'.join(lines) + '\n')
+
+# Plot: patched/base median ratio per scenario with min-max error bars.
+dat = stem + '.dat'
+with open(dat, 'w') as f:
+    for i, r in enumerate(x for x in doc['results'] if x['ratio']):
+        rt = r['ratio']
+        f.write(f"{i} {rt['median']} {rt['min']} {rt['max']} "
+                f"\"{r['scenario']}/{r['accel']}/{r['smp']}\"\n")
+gp = f"""
+set terminal svg size 1100,520 dynamic
+set output '{stem}.svg'
+set title 'patched / base (median of alternating runs, bars: min-max)'
+set ylabel 'ratio'
+set xtics rotate by -60 font ',9'
+set grid ytics
+set yrange [0:*]
+set key off
+plot 1 lt 0, '{dat}' using 1:2:3:4:xticlabels(5) with yerrorbars pt 7
+"""
+subprocess.run(['gnuplot'], input=gp, text=True, check=True)
+os.remove(dat)
+print(open(stem + '.md').read())

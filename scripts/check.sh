@@ -1,0 +1,193 @@
+#!/bin/bash
+# make check: the project's test command.  Ends with "N passed, N failed, N skipped".
+#   1. series hygiene (applies, round-trips, checkpatch, Signed-off-by, subjects)
+#   2. upstream check-unit and check-qtest-x86_64 on the patched tree, with
+#      /dev/kvm hidden so that they use TCG (see README); failures that the
+#      unpatched base has too are listed in base/known-failures.txt
+#   3. the guest scenarios: tiny firmware under KVM and TCG, Linux under TCG
+# CHECK_ONLY="hygiene guests" runs a subset (default: all three).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+only=${CHECK_ONLY:-hygiene upstream guests}
+logdir=$top/out/check
+mkdir -p "$logdir"
+npass=0 nfail=0 nskip=0
+failed=()
+pass() { npass=$((npass + 1)); echo "PASS: $1"; }
+fail() { nfail=$((nfail + 1)); failed+=("$1"); echo "FAIL: $1${2:+ ($2)}"; }
+skip() { nskip=$((nskip + 1)); echo "SKIP: $1 ($2)"; }
+want() { [[ " $only " == *" $1 "* ]]; }
+
+Q=$top/qemu/build/qemu-system-x86_64
+QB=$top/qemu-base/build/qemu-system-x86_64
+
+# ---- 1. series hygiene -------------------------------------------------------
+hygiene() {
+    local patches=() p tmp subj
+    for p in patches/0*.patch; do
+        [ -e "$p" ] && [[ $p != *0000-cover-letter.patch ]] && patches+=("$p")
+    done
+    echo "== hygiene: ${#patches[@]} patches"
+
+    # Applies to the pristine base (+ fix-ups) with git am, no fuzz.
+    tmp=$(mktemp -d)
+    git -C qemu worktree add -q --detach "$tmp/wt" base-fixups
+    if (cd "$tmp/wt" && for p in "${patches[@]}"; do
+            git -c user.name=check -c user.email=check@localhost am -q "$top/$p" || exit 1
+        done); then
+        pass "hygiene: series applies to base"
+    else
+        fail "hygiene: series applies to base"
+    fi
+    git -C qemu worktree remove --force "$tmp/wt"
+
+    # qemu/ and patches/ agree: export round-trips byte for byte.
+    if scripts/export.sh "$tmp/exp" >/dev/null && diff -r "$tmp/exp" patches >"$logdir/export.diff"; then
+        pass "hygiene: make export round-trips"
+    else
+        fail "hygiene: make export round-trips" "see out/check/export.diff"
+    fi
+    rm -rf "$tmp"
+
+    [ -e patches/0000-cover-letter.patch ] || [ ${#patches[@]} -eq 0 ] &&
+        pass "hygiene: cover letter present" ||
+        fail "hygiene: cover letter present"
+
+    for p in "${patches[@]}"; do
+        local name=${p#patches/}
+        if perl qemu/scripts/checkpatch.pl --mailback "$p" >"$logdir/${name%.patch}.checkpatch" 2>&1 ||
+           ! grep -q '^ERROR' "$logdir/${name%.patch}.checkpatch"; then
+            pass "checkpatch: $name"
+        else
+            fail "checkpatch: $name" "$(grep -c '^ERROR' "$logdir/${name%.patch}.checkpatch") errors"
+        fi
+        local author
+        author=$(sed -n 's/^From: //p' "$p" | head -1)
+        if grep -q "^Signed-off-by: $author\$" "$p"; then
+            pass "signed-off: $name"
+        else
+            fail "signed-off: $name" "no Signed-off-by of $author"
+        fi
+        subj=$(sed -n '/^Subject:/{N;s/\n / /;s/^Subject: \[PATCH[^]]*\] //;p}' "$p" | head -1)
+        if [[ $subj =~ ^[a-zA-Z0-9_./+-]+(,\ ?[a-zA-Z0-9_./+-]+)*:\ [^\ ].+ ]]; then
+            pass "subject: $name"
+        else
+            fail "subject: $name" "'$subj' is not 'subsystem: summary'"
+        fi
+    done
+}
+
+# ---- 2. upstream suites ---------------------------------------------------------
+upstream() {
+    echo "== upstream: check-unit, check-qtest-x86_64 (TCG: /dev/kvm hidden)"
+    local b=$top/qemu/build json=$top/qemu/build/meson-logs/testlog-check.json
+    if ! ninja -C "$b" >"$logdir/build-all.log" 2>&1; then
+        fail "upstream: build all" "see out/check/build-all.log"
+        return
+    fi
+    : > "$logdir/empty-kvm"
+    unshare -m bash -c "
+        mount --bind '$logdir/empty-kvm' /dev/kvm 2>/dev/null || true
+        cd '$b' && meson test --no-rebuild --num-processes \$(nproc) -t ${QTEST_TIMEOUT_MULT:-2} \
+            --suite unit --suite qtest-x86_64 --logbase testlog-check
+    " >"$logdir/upstream.log" 2>&1
+    if [ ! -s "$json" ]; then
+        fail "upstream: meson test ran" "see out/check/upstream.log"
+        return
+    fi
+    python3 - "$json" base/known-failures.txt <<'EOPY' >"$logdir/upstream.results"
+import json, sys
+known = {}
+for line in open(sys.argv[2]):
+    line = line.split('#', 1)[0].strip()
+    if line:
+        known[line.split()[0]] = True
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    name, res = t['name'], t['result']
+    if res in ('OK', 'EXPECTEDFAIL'):
+        print('PASS', name)
+    elif res == 'SKIP':
+        print('SKIP', name, 'skipped by the test itself')
+    elif name in known:
+        print('SKIP', name, 'fails on the unpatched base too: base/known-failures.txt')
+    else:
+        print('FAIL', name, res)
+EOPY
+    local kind name why
+    while read -r kind name why; do
+        case $kind in
+        PASS) pass "upstream: $name" ;;
+        SKIP) skip "upstream: $name" "$why" ;;
+        FAIL) fail "upstream: $name" "$why; see qemu/build/meson-logs/testlog-check.txt" ;;
+        esac
+    done <"$logdir/upstream.results"
+}
+
+# ---- 3. guest scenarios ----------------------------------------------------------
+tiny() {   # tiny LABEL BINARY ACCEL SMP ARGS...
+    local label=$1 bin=$2 accel=$3 smp=$4
+    shift 4
+    local log=$logdir/tiny-$label.log
+    scripts/run-tiny-guest.sh --qemu "$bin" --accel "$accel" --smp "$smp" --timeout 300 "$@" >"$log" 2>&1
+    case $? in
+    0) pass "tiny: $label" ;;
+    77) skip "tiny: $label" "/dev/kvm missing or unusable: KVM scenario not run" ;;
+    *) fail "tiny: $label" "see out/check/tiny-$label.log" ;;
+    esac
+}
+linux() {  # linux LABEL ARGS...
+    local label=$1
+    shift
+    local log=$logdir/linux-$label.log
+    scripts/run-linux-guest.sh --qemu "$Q" --timeout 600 "$@" >"$log" 2>&1
+    case $? in
+    0) pass "linux: $label" ;;
+    77) skip "linux: $label" "$(tail -1 "$log")" ;;
+    *) fail "linux: $label" "see out/check/linux-$label.log" ;;
+    esac
+}
+guests() {
+    echo "== guests"
+    local build accel smp
+    for build in patched base; do
+        local bin=$Q
+        [ $build = base ] && bin=$QB
+        for accel in kvm tcg; do
+            for smp in 1 2 4; do
+                tiny "$build-$accel-smp$smp-port80" "$bin" $accel $smp hammer target=port80 count=5000
+                tiny "$build-$accel-smp$smp-pmtimer" "$bin" $accel $smp hammer target=pmtimer count=5000
+                tiny "$build-$accel-smp$smp-hpet" "$bin" $accel $smp hammer target=hpet count=5000
+                tiny "$build-$accel-smp$smp-rtc" "$bin" $accel $smp hammer target=rtc count=2000
+                tiny "$build-$accel-smp$smp-halt" "$bin" $accel $smp halt count=500
+            done
+            # kvm_pvm delivers an IPI to a spinning vCPU only at the end of an
+            # emulation batch (tens of ms): few rounds.
+            tiny "$build-$accel-smp2-ipi" "$bin" $accel 2 ipi count=20
+        done
+        tiny "$build-kvm-q35-smp2-pmtimer" "$bin" kvm 2 --machine q35 hammer target=pmtimer count=5000 2>/dev/null
+    done
+    linux tcg-smp1-smoke --smp 1 smoke expect_cpus=1
+    linux tcg-smp2-smoke --smp 2 smoke expect_cpus=2
+    linux tcg-smp2-fio-mainloop --smp 2 fio runtime=3
+    linux tcg-smp2-fio-iothread --smp 2 --blk-opts ",iothread=io0" fio runtime=3 \
+        -- -object iothread,id=io0
+    linux tcg-smp2-hammer --smp 2 hammer port=0x80 op=outb threads=2 secs=2
+    if [ -w /dev/kvm ] && grep -qw -e vmx -e svm /proc/cpuinfo; then
+        linux kvm-smp2-smoke --accel kvm --smp 2 smoke expect_cpus=2
+    else
+        skip "linux: kvm-smp2-smoke" "no hardware virtualization (kvm_pvm): Linux does not boot under -accel kvm here"
+    fi
+}
+
+want hygiene && hygiene
+want upstream && upstream
+want guests && guests
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "== failed:"
+    printf '  %s\n' "${failed[@]}"
+fi
+echo "$npass passed, $nfail failed, $nskip skipped"
+[ "$nfail" -eq 0 ]
