@@ -15,7 +15,11 @@ pid=$1 secs=$2
 exe=$(readlink -f /proc/"$pid"/exe)
 mountpoint -q /sys/kernel/tracing 2>/dev/null ||
     mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
-grp=bql$(stat -c %i "$exe")
+# Probes are offsets into one build: name them after its build-id, so that a
+# rebuilt binary never inherits probes placed for an older one.
+bid=$(readelf -n "$exe" | sed -n 's/.*Build ID: \([0-9a-f]\{12\}\).*/\1/p')
+[ -n "$bid" ] || { echo "bql-count: $exe has no build-id" >&2; exit 1; }
+grp=bql$bid
 if ! perf probe -l 2>/dev/null | grep "^ *$grp:lock " >/dev/null; then
     perf probe -q -x "$exe" -a "$grp:lock=bql_lock_impl" \
         -a "$grp:cwait=qemu_cond_wait_impl mutex=%si:u64" \

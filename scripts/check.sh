@@ -82,18 +82,10 @@ hygiene() {
 upstream() {
     echo "== upstream: check-unit, check-qtest-x86_64 (TCG: /dev/kvm hidden)"
     local b=$top/qemu/build json=$top/qemu/build/meson-logs/testlog-check.json
-    if ! ninja -C "$b" >"$logdir/build-all.log" 2>&1; then
-        fail "upstream: build all" "see out/check/build-all.log"
-        return
-    fi
-    : > "$logdir/empty-kvm"
-    unshare -m bash -c "
-        mount --bind '$logdir/empty-kvm' /dev/kvm 2>/dev/null || true
-        cd '$b' && meson test --no-rebuild --num-processes \$(nproc) -t ${QTEST_TIMEOUT_MULT:-2} \
-            --suite unit --suite qtest-x86_64 --logbase testlog-check
-    " >"$logdir/upstream.log" 2>&1
+    rm -f "$json"
+    scripts/upstream-tests.sh "$b" testlog-check >"$logdir/upstream.log" 2>&1
     if [ ! -s "$json" ]; then
-        fail "upstream: meson test ran" "see out/check/upstream.log"
+        fail "upstream: build and run" "see out/check/upstream.log"
         return
     fi
     python3 - "$json" base/known-failures.txt <<'EOPY' >"$logdir/upstream.results"
@@ -189,5 +181,6 @@ if [ ${#failed[@]} -gt 0 ]; then
     echo "== failed:"
     printf '  %s\n' "${failed[@]}"
 fi
+[ -n "${CI_START:-}" ] && echo "ci: $(( $(date +%s) - CI_START )) s since the start of .ci/run"
 echo "$npass passed, $nfail failed, $nskip skipped"
 [ "$nfail" -eq 0 ]

@@ -128,10 +128,29 @@ cmd=("$qemu" -M "$machine" -accel "$accel_arg" -smp "$smp" -m "$mem"
 
 echo "run-linux-guest: log $log"
 echo "run-linux-guest: $(printf '%q ' timeout "$timeout_s" "${cmd[@]}")"
+# The console has CRLF line ends and firmware escape sequences (ESC c, ESC [..):
+# drop them; without -v keep only the machine-readable lines.
+CLEAN='s/\r//g; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g'
+OURS='^(INFO|RESULT|HIST|ERROR|SCENARIO) '
+: > "$log"                          # exists before tail follows it
 t0=$(date +%s.%N)
 # QEMU exits when the guest powers off (or panics: panic=-1 + -no-reboot).
-timeout --kill-after=10 "$timeout_s" "${cmd[@]}" < /dev/null > "$log" 2>&1
+timeout --kill-after=10 "$timeout_s" "${cmd[@]}" < /dev/null > "$log" 2>&1 &
+tpid=$!
+# Stream the lines while the guest runs (callers time them), until QEMU is gone;
+# in the background too, so that the shell's wait can be interrupted.
+if [ $verbose = 1 ]; then
+    tail -s 0.1 --pid=$tpid -n +1 -f "$log" | sed -u "$CLEAN" &
+else
+    tail -s 0.1 --pid=$tpid -n +1 -f "$log" | sed -u "$CLEAN" | grep -aE --line-buffered "$OURS" &
+fi
+spid=$!
+# Interrupted: stop QEMU too (timeout passes SIGTERM on to it).
+trap 'kill -TERM $tpid 2>/dev/null; wait $tpid; wait $spid; exit 130' INT TERM HUP
+wait $tpid
 qrc=$?
+wait $spid
+trap - INT TERM HUP
 t1=$(date +%s.%N)
 wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
 timed_out=0
@@ -145,15 +164,8 @@ if [ -s "$tmp/qemu.pid" ]; then
     fi
 fi
 
-# The console has CRLF line ends and firmware escape sequences (ESC c, ESC [..):
-# drop them and keep only our machine-readable lines.
-clean() { tr -d '\r' < "$log" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[A-Za-z]//g'; }
-lines=$(clean | grep -aE '^(INFO|RESULT|HIST|ERROR|SCENARIO) ')
-if [ $verbose = 1 ]; then
-    clean
-else
-    [ -n "$lines" ] && echo "$lines"
-fi
+clean() { sed "$CLEAN" "$log"; }
+lines=$(clean | grep -aE "$OURS")
 nscen=$(echo "$lines" | grep -c '^SCENARIO ')
 result=FAIL reason=""
 if [ "$nscen" -gt 1 ]; then

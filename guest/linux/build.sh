@@ -98,7 +98,9 @@ EOF
     # 2. unpack (with Debian's patches applied) into a fresh build tree
     rm -rf "$fiob"
     mkdir -p "$fiob"
-    dpkg-source --no-check -x "$dsc" "$fiob/src" >/dev/null
+    # (dpkg-source checks the files against the .dsc checksums; apt-get
+    #  checked the .dsc against the signed Sources index)
+    dpkg-source -x "$dsc" "$fiob/src" >/dev/null
     # 3. configure + build static (about a minute on 2 cores)
     log "building fio $FIO_VERSION (static)"
     (cd "$fiob/src" && ./configure "${FIO_CONFIGURE[@]}" > ../configure.log 2>&1) || {
