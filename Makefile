@@ -32,10 +32,13 @@ demo: guests
 check: tree build guests
 	scripts/check.sh
 
+check-bisect: tree guests
+	scripts/check-bisect.sh
+
 bench: tree build guests
 	scripts/bench.sh
 
 clean:
 	rm -rf out qemu/build qemu-base/build
 
-.PHONY: all deps tree build guests export demo check bench clean
+.PHONY: all deps tree build guests export demo check check-bisect bench clean

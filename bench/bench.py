@@ -68,9 +68,16 @@ def bql_count(pidfile, secs=1, delay=0.5):
                 break
             time.sleep(0.05)
         time.sleep(delay)
+        if not os.path.exists(pidfile):
+            print('  !! BQL count: the guest ended before counting began', file=sys.stderr)
+            return
         pid = open(pidfile).read().strip()
-        out = subprocess.run([f'{TOP}/scripts/bql-count.sh', pid, str(secs)],
-                             capture_output=True, text=True).stdout
+        p = subprocess.run([f'{TOP}/scripts/bql-count.sh', pid, str(secs)],
+                           capture_output=True, text=True)
+        if p.returncode:
+            print(f'  !! BQL count failed: {p.stderr.strip()}', file=sys.stderr)
+            return
+        out = p.stdout
         vcpu = other = 0
         for line in out.splitlines():
             m = re.match(r'BQL thread="([^"]*)" .* total=(\d+)', line)
@@ -180,12 +187,16 @@ def scenarios():
                 sc.append(dict(name=f'hammer-{target}', accel=accel, smp=smp,
                                kind='tiny', args=f'hammer target={target} secs={SECS}',
                                metric='rate', unit='accesses/s', floor=accel == 'kvm'))
+        kvm = accel == 'kvm'
+        # count_args: long enough (~3 s) for the BQL-counting run.
         sc.append(dict(name='halt', accel=accel, smp=2, kind='tiny',
                        args='halt count=2000', metric='rate', unit='round trips/s',
-                       floor=accel == 'kvm'))
+                       count_args='halt count=' + ('40000' if kvm else '400000'),
+                       floor=kvm))
         sc.append(dict(name='ipi', accel=accel, smp=2, kind='tiny',
-                       args='ipi count=' + ('20' if accel == 'kvm' else '2000'),
-                       metric='rate', unit='round trips/s', floor=accel == 'kvm'))
+                       args='ipi count=' + ('20' if kvm else '2000'),
+                       count_args='ipi count=' + ('60' if kvm else '20000'),
+                       metric='rate', unit='round trips/s', floor=kvm))
         for storm in ('info-registers', 'query-cpus-fast', 'stop-cont'):
             sc.append(dict(name=f'storm-{storm}', accel=accel, smp=1, kind='tiny',
                            args=f'hammer target=port80 secs={SECS + 1}', storm=storm,
@@ -236,8 +247,8 @@ def main():
         if s['kind'] == 'tiny' and COUNTING:
             entry['bql_vcpu_per_s'] = {}
             for b in ('base', 'patched'):
-                r = run_tiny(b, s['accel'], s['smp'], s['args'], s.get('storm'),
-                             count_bql=True)
+                r = run_tiny(b, s['accel'], s['smp'], s.get('count_args', s['args']),
+                             s.get('storm'), count_bql=True)
                 entry['bql_vcpu_per_s'][b] = r.get('vcpu_per_s')
         results.append(entry)
         rt = entry['ratio']

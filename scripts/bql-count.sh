@@ -21,6 +21,8 @@ bid=$(readelf -n "$exe" | sed -n 's/.*Build ID: \([0-9a-f]\{12\}\).*/\1/p')
 [ -n "$bid" ] || { echo "bql-count: $exe has no build-id" >&2; exit 1; }
 grp=bql$bid
 if ! perf probe -l 2>/dev/null | grep "^ *$grp:lock " >/dev/null; then
+    # Event names are global: drop the probes of other builds first.
+    perf probe -q -d 'bql*:*' >/dev/null 2>&1 || true
     perf probe -q -x "$exe" -a "$grp:lock=bql_lock_impl" \
         -a "$grp:cwait=qemu_cond_wait_impl mutex=%si:u64" \
         -a "$grp:ctwait=qemu_cond_timedwait_impl mutex=%si:u64" >/dev/null 2>&1 || {

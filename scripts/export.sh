@@ -27,8 +27,25 @@ if [ "$n" -gt 0 ]; then
     # The cover letter's From/Date are the series head's, not the clock's.
     head_author=$(git -C "$q" log -1 --format='%an <%ae>')
     head_date=$(git -C "$q" log -1 --format='%aD')
-    sed -i -e "s/^From: .*/From: $head_author/" -e "s/^Date: .*/Date: $head_date/" \
-        "$tmp/0000-cover-letter.patch"
+    python3 - "$tmp/0000-cover-letter.patch" "$head_author" "$head_date" <<'EOPY'
+import sys
+path, author, date = sys.argv[1:]
+head, sep, body = open(path).read().partition('\n\n')
+out, skip = [], False
+for line in head.split('\n'):
+    if skip and line.startswith(' '):
+        continue                  # continuation of a folded header
+    skip = False
+    if line.startswith('From: '):
+        out.append('From: ' + author)
+        skip = True
+    elif line.startswith('Date: '):
+        out.append('Date: ' + date)
+        skip = True
+    else:
+        out.append(line)
+open(path, 'w').write('\n'.join(out) + sep + body)
+EOPY
 fi
 # Touch only what changed, so that make does not re-materialize for nothing.
 mkdir -p "$out"
