@@ -107,6 +107,12 @@ for line in open(sys.argv[1]):
     else:
         print('FAIL', name, res)
 EOPY
+    # A run that executed almost nothing must not pass quietly.
+    local ran
+    ran=$(wc -l <"$json")
+    if [ "$ran" -lt "${UPSTREAM_MIN_TESTS:-150}" ]; then
+        fail "upstream: test count" "only $ran tests ran; see out/check/upstream.log"
+    fi
     local kind name why
     while read -r kind name why; do
         case $kind in
