@@ -63,7 +63,9 @@ hygiene() {
             fail "checkpatch: $name" "$(grep -c '^ERROR' "$logdir/${name%.patch}.checkpatch") errors"
         fi
         local author
-        author=$(sed -n 's/^From: //p' "$p" | head -1)
+        author=$(python3 -c 'import email, sys
+m = email.message_from_file(open(sys.argv[1]))
+print(" ".join(str(m["From"]).split()))' "$p")
         if grep -q "^Signed-off-by: $author\$" "$p"; then
             pass "signed-off: $name"
         else
@@ -165,6 +167,22 @@ guests() {
             tiny "$build-$accel-smp2-ipi" "$bin" $accel 2 ipi count=20
         done
         tiny "$build-kvm-q35-smp2-pmtimer" "$bin" kvm 2 --machine q35 hammer target=pmtimer count=5000 2>/dev/null
+    done
+    # The series' own stress qtest, on KVM (upstream's suites above ran it
+    # on TCG): against the patched build, and the base as a reference.
+    for build in patched base; do
+        local bin=$Q log=$logdir/locking-stress-kvm-$build.log
+        [ $build = base ] && bin=$QB
+        if ! [ -c /dev/kvm ] || ! [ -w /dev/kvm ]; then
+            skip "locking-stress-test: kvm-$build" "/dev/kvm missing or unusable"
+        elif [ ! -x qemu/build/tests/qtest/locking-stress-test ]; then
+            fail "locking-stress-test: kvm-$build" "test binary not built"
+        elif (cd qemu/build && QTEST_QEMU_BINARY=$bin timeout 600 \
+                ./tests/qtest/locking-stress-test --tap -k) >"$log" 2>&1; then
+            pass "locking-stress-test: kvm-$build"
+        else
+            fail "locking-stress-test: kvm-$build" "see out/check/${log##*/}"
+        fi
     done
     linux tcg-smp1-smoke --smp 1 smoke expect_cpus=1
     linux tcg-smp2-smoke --smp 2 smoke expect_cpus=2
