@@ -36,7 +36,8 @@ check-bisect: tree guests
 	scripts/check-bisect.sh
 
 bench: tree build guests
-	scripts/bench.sh
+	$(MAKE) -C bench/floor
+	bench/bench.py
 
 clean:
 	rm -rf out qemu/build qemu-base/build
