@@ -92,22 +92,23 @@ upstream() {
     fi
     python3 - "$json" base/known-failures.txt <<'EOPY' >"$logdir/upstream.results"
 import json, sys
-known = {}
+# One line per test: KIND<TAB>meson test name<TAB>why (names contain spaces).
+known = set()
 for line in open(sys.argv[2]):
     line = line.split('#', 1)[0].strip()
     if line:
-        known[line.split()[0]] = True
+        known.add(line)
 for line in open(sys.argv[1]):
     t = json.loads(line)
     name, res = t['name'], t['result']
     if res in ('OK', 'EXPECTEDFAIL'):
-        print('PASS', name)
+        print(f'PASS\t{name}\t')
     elif res == 'SKIP':
-        print('SKIP', name, 'skipped by the test itself')
+        print(f'SKIP\t{name}\tskipped by the test itself')
     elif name in known:
-        print('SKIP', name, 'fails on the unpatched base too: base/known-failures.txt')
+        print(f'SKIP\t{name}\t{res}, as on the unpatched base: base/known-failures.txt')
     else:
-        print('FAIL', name, res)
+        print(f'FAIL\t{name}\t{res}')
 EOPY
     # A run that executed almost nothing must not pass quietly.
     local ran
@@ -116,7 +117,7 @@ EOPY
         fail "upstream: test count" "only $ran tests ran; see out/check/upstream.log"
     fi
     local kind name why
-    while read -r kind name why; do
+    while IFS=$'\t' read -r kind name why; do
         case $kind in
         PASS) pass "upstream: $name" ;;
         SKIP) skip "upstream: $name" "$why" ;;
