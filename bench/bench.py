@@ -246,10 +246,15 @@ def main():
             entry['base_vs_floor'] = statistics.median(entry['base']) / fm
         if s['kind'] == 'tiny' and COUNTING:
             entry['bql_vcpu_per_s'] = {}
+            entry['bql_vcpu_per_op'] = {}
             for b in ('base', 'patched'):
                 r = run_tiny(b, s['accel'], s['smp'], s.get('count_args', s['args']),
                              s.get('storm'), count_bql=True)
                 entry['bql_vcpu_per_s'][b] = r.get('vcpu_per_s')
+                # The uprobes slow the counting run by a varying amount:
+                # per guest operation (at that run's own rate) compares.
+                if r.get('vcpu_per_s') is not None and r.get('rate'):
+                    entry['bql_vcpu_per_op'][b] = r['vcpu_per_s'] / r['rate']
         results.append(entry)
         rt = entry['ratio']
         print(f"   base {entry['base']}\n   patched {entry['patched']}"

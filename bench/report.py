@@ -25,17 +25,25 @@ lines = [f"Measured {doc['date']} on {doc['host']['machine']} ({doc['host']['cpu
          f"patched flags: {' '.join(doc['patched_flags']) or '(none)'}.",
          '',
          '| scenario | accel | vCPUs | unit | base (median) | patched (median) '
-         '| patched/base median (min-max) | floor | patched/floor | BQL/s by vCPU threads base → patched |',
+         '| patched/base median (min-max) | floor | patched/floor | BQL/s by vCPU threads base → patched (per guest op) |',
          '|---|---|---|---|---|---|---|---|---|---|']
 for r in doc['results']:
     rt = r['ratio']
     ratio = f"{rt['median']:.3f} ({rt['min']:.3f}-{rt['max']:.3f})" if rt else '-'
-    bql = r.get('bql_vcpu_per_s')
+    bql, per = r.get('bql_vcpu_per_s'), r.get('bql_vcpu_per_op')
     bqls = f"{fmt(bql['base'])} → {fmt(bql['patched'])}" if bql else '-'
+    if per and per.get('base') is not None and per.get('patched') is not None:
+        bqls += f" ({per['base']:.3f} → {per['patched']:.3f} per op)"
     fl = r.get('patched_vs_floor')
     lines.append(f"| {r['scenario']} | {r['accel']} | {r['smp']} | {r['unit']} "
                  f"| {fmt(med(r['base']))} | {fmt(med(r['patched']))} | {ratio} "
                  f"| {fmt(med(r['floor']))} | {f'{fl:.2f}' if fl else '-'} | {bqls} |")
+lines += ['', 'Rates come from runs without instrumentation.  BQL acquisitions by vCPU '
+          'threads come from one extra run per build under uprobes '
+          '(scripts/bql-count.sh, 1 s window), which slow the guest by a varying '
+          'amount: compare them per guest operation where given, and as orders of '
+          'magnitude otherwise.  The floor is bench/floor/kvm-floor.c: the same '
+          'firmware on a minimal KVM program that answers every exit with no lock.']
 if 'device' in doc:
     dev = doc['device']
     lines += ['', f"Scaling on the device machine ({dev['machine']}): aggregate accesses/s, "
