@@ -58,8 +58,12 @@ def tiny_cmd(build, accel, smp, gargs, extra=()):
         gargs.split() + ['--'] + FLAGS[build] + list(extra)
 
 
-def bql_count(pidfile, secs=1, delay=0.5):
-    """Start counting BQL acquisitions of the QEMU in pidfile: a thread."""
+def bql_count(pidfile, secs=1, delay=1.5):
+    """Start counting BQL acquisitions of the QEMU in pidfile: a thread.
+
+    The window starts `delay` seconds after QEMU started, past the
+    firmware's start-up (fw_cfg, TSC calibration, debug console), so that
+    it sees the steady state only."""
     box = {}
 
     def work():
@@ -93,8 +97,9 @@ def bql_count(pidfile, secs=1, delay=0.5):
 
 class Storm:
     """Main-loop load on QEMU through QMP while the guest runs."""
-    def __init__(self, kind, sock):
+    def __init__(self, kind, sock, secs=None):
         self.kind, self.sock, self.n, self.stop = kind, sock, 0, False
+        self.secs = secs or SECS
         self.error = None
 
     def run(self):
@@ -110,7 +115,7 @@ class Storm:
         try:
             # A bounded storm: under TCG a stopped guest's clock stands
             # still, so an endless stop/cont storm could starve it.
-            end = time.monotonic() + SECS
+            end = time.monotonic() + self.secs
             while not self.stop and time.monotonic() < end:
                 if self.kind == 'info-registers':
                     mon.cmd('human-monitor-command', **{'command-line': 'info registers -a'})
@@ -138,7 +143,8 @@ def run_tiny(build, accel, smp, gargs, storm=None, count_bql=False):
             extra += ['-qmp', f'unix:{sock},server=on,wait=off']
     st = counter = None
     if storm:
-        st = Storm(storm, sock)
+        # The counting run's window must fall inside the storm.
+        st = Storm(storm, sock, SECS + 2 if count_bql else SECS)
         threading.Thread(target=st.run, daemon=True).start()
     if count_bql:
         counter = bql_count(pidfile)
@@ -186,12 +192,14 @@ def scenarios():
             for smp in (1, 2):
                 sc.append(dict(name=f'hammer-{target}', accel=accel, smp=smp,
                                kind='tiny', args=f'hammer target={target} secs={SECS}',
+                               count_args=f'hammer target={target} secs={SECS + 3}',
                                metric='rate', unit='accesses/s', floor=accel == 'kvm'))
         kvm = accel == 'kvm'
-        # count_args: long enough (~3 s) for the BQL-counting run.
+        # count_args: long enough (>= 3 s) for the BQL-counting run, whose
+        # window is 1.5-2.5 s after start.
         sc.append(dict(name='halt', accel=accel, smp=2, kind='tiny',
                        args='halt count=2000', metric='rate', unit='round trips/s',
-                       count_args='halt count=' + ('40000' if kvm else '400000'),
+                       count_args='halt count=' + ('80000' if kvm else '400000'),
                        floor=kvm))
         sc.append(dict(name='ipi', accel=accel, smp=2, kind='tiny',
                        args='ipi count=' + ('20' if kvm else '2000'),
@@ -200,6 +208,7 @@ def scenarios():
         for storm in ('info-registers', 'query-cpus-fast', 'stop-cont'):
             sc.append(dict(name=f'storm-{storm}', accel=accel, smp=1, kind='tiny',
                            args=f'hammer target=port80 secs={SECS + 1}', storm=storm,
+                           count_args=f'hammer target=port80 secs={SECS + 3}',
                            metric='rate', unit='accesses/s', floor=False))
     for smp in (1, 2):
         sc.append(dict(name='linux-boot', accel='tcg', smp=smp, kind='linux',

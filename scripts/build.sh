@@ -5,14 +5,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-CONFIGURE_FLAGS=(
-    --target-list=x86_64-softmmu
-    --python=/usr/bin/python3
-    --enable-kvm --enable-tcg
-    --enable-linux-aio --enable-linux-io-uring
-    --enable-slirp --enable-fdt=system
-    --disable-docs --disable-rust --disable-user
-)
+. "$top/scripts/configure-flags.sh"
 # Both trees compile the same relative paths from their build directory, so
 # one ccache serves both (and survives re-materialization).
 export CCACHE_DIR=${CCACHE_DIR:-$top/.cache/ccache}

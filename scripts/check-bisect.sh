@@ -1,8 +1,11 @@
 #!/bin/bash
 # make check-bisect: build every patch of the series on its own (bisectable),
-# in a worktree of qemu/ at out/bisect with its own build directory, and run
-# the tiny guest under KVM and TCG on each.  Not part of make check (each
-# step is an incremental build); run it before sending the series.
+# in a worktree of qemu/ at out/bisect with its own build directory
+# (configured like build.sh, so the ccache is shared), run the tiny guest
+# under KVM and TCG on each, and the locking stress qtest once the series
+# has it.  Not part of make check (a header change rebuilds most of QEMU,
+# 2-5 minutes a step here); run it before sending the series.
+# Output: one PASS:/FAIL: line per patch; exit status = number of failures.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 wt=$top/out/bisect
@@ -11,23 +14,31 @@ export CCACHE_DIR=${CCACHE_DIR:-$top/.cache/ccache} CCACHE_BASEDIR=$top CCACHE_N
 if [ ! -d "$wt" ]; then
     git -C "$top/qemu" worktree add -q --detach "$wt" base-fixups
 fi
-fails=0
+fails=0 n=0
+mkdir -p "$top/out/bisect-logs"
 for c in $(git -C "$top/qemu" rev-list --reverse base-fixups..HEAD); do
     subj=$(git -C "$top/qemu" log -1 --format=%s "$c")
+    n=$((n + 1)) log=$top/out/bisect-logs/$(printf %02d $n).log
     git -C "$wt" checkout -q --detach "$c"
     if [ ! -f "$wt/build/build.ninja" ]; then
         mkdir -p "$wt/build"
-        (cd "$wt/build" && ../configure --target-list=x86_64-softmmu \
-            --python=/usr/bin/python3 --enable-kvm --enable-tcg --disable-docs \
-            --disable-rust --disable-user >/dev/null)
+        . "$top/scripts/configure-flags.sh"
+        (cd "$wt/build" && ../configure "${CONFIGURE_FLAGS[@]}" >/dev/null)
     fi
-    if ninja -C "$wt/build" qemu-system-x86_64 >"$top/out/bisect.log" 2>&1 &&
+    stress=()
+    if [ -f "$wt/tests/qtest/locking-stress-test.c" ]; then
+        stress=(tests/qtest/locking-stress-test)
+    fi
+    if ninja -C "$wt/build" qemu-system-x86_64 "${stress[@]}" >"$log" 2>&1 &&
+       { [ ${#stress[@]} = 0 ] ||
+         (cd "$wt/build" && QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+              timeout 600 ./tests/qtest/locking-stress-test >>"$log" 2>&1); } &&
        "$top/scripts/run-tiny-guest.sh" --qemu "$wt/build/qemu-system-x86_64" --accel tcg --smp 2 halt count=200 >/dev/null &&
        { ! [ -w /dev/kvm ] ||
          "$top/scripts/run-tiny-guest.sh" --qemu "$wt/build/qemu-system-x86_64" --accel kvm --smp 2 hammer target=port80 count=2000 >/dev/null; }; then
         echo "PASS: bisect: $subj"
     else
-        echo "FAIL: bisect: $subj (see out/bisect.log)"
+        echo "FAIL: bisect: $subj (see $log)"
         fails=$((fails + 1))
     fi
 done
