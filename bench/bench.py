@@ -133,8 +133,8 @@ class Storm:
             pass
 
 
-def run_tiny(build, accel, smp, gargs, storm=None, count_bql=False):
-    extra = ['-name', 'bench,debug-threads=on']
+def run_tiny(build, accel, smp, gargs, storm=None, count_bql=False, qemu=()):
+    extra = ['-name', 'bench,debug-threads=on'] + list(qemu)
     tmp = tempfile.mkdtemp()
     pidfile, sock = f'{tmp}/pid', f'{tmp}/qmp.sock'
     if build != 'floor':
@@ -194,6 +194,17 @@ def scenarios():
                                kind='tiny', args=f'hammer target={target} secs={SECS}',
                                count_args=f'hammer target={target} secs={SECS + 3}',
                                metric='rate', unit='accesses/s', floor=accel == 'kvm'))
+        # pc-testdev, the first device with a dispatch lock: its data port
+        # and its MMIO buffer (TCG reaches MMIO through cputlb.c).  The
+        # floor does not emulate it.
+        for name, target in (('testdev-port', 'port:0xe0 op=outl'),
+                             ('testdev-mmio', 'mmio:0xff000000 op=read32')):
+            for smp in (1, 2):
+                sc.append(dict(name=f'hammer-{name}', accel=accel, smp=smp,
+                               kind='tiny', qemu=['-device', 'pc-testdev'],
+                               args=f'hammer target={target} secs={SECS}',
+                               count_args=f'hammer target={target} secs={SECS + 3}',
+                               metric='rate', unit='accesses/s', floor=False))
         kvm = accel == 'kvm'
         # count_args: long enough (>= 3 s) for the BQL-counting run, whose
         # window is 1.5-2.5 s after start.
@@ -205,11 +216,16 @@ def scenarios():
                        args='ipi count=' + ('20' if kvm else '2000'),
                        count_args='ipi count=' + ('60' if kvm else '20000'),
                        metric='rate', unit='round trips/s', floor=kvm))
+        # Main-loop storms against a vCPU that hammers the lock-free PM
+        # timer (BQL taken by the vCPU because of the storm alone) and
+        # port 0x80 (its progress when every exit needs the BQL).
         for storm in ('info-registers', 'query-cpus-fast', 'stop-cont'):
-            sc.append(dict(name=f'storm-{storm}', accel=accel, smp=1, kind='tiny',
-                           args=f'hammer target=port80 secs={SECS + 1}', storm=storm,
-                           count_args=f'hammer target=port80 secs={SECS + 3}',
-                           metric='rate', unit='accesses/s', floor=False))
+            for target in ('pmtimer', 'port80'):
+                sc.append(dict(name=f'storm-{storm}-{target}', accel=accel, smp=1,
+                               kind='tiny', storm=storm,
+                               args=f'hammer target={target} secs={SECS + 1}',
+                               count_args=f'hammer target={target} secs={SECS + 3}',
+                               metric='rate', unit='accesses/s', floor=False))
     for smp in (1, 2):
         sc.append(dict(name='linux-boot', accel='tcg', smp=smp, kind='linux',
                        metric='boot_s', unit='s to /init', floor=False))
@@ -238,7 +254,8 @@ def main():
                 if s['kind'] == 'linux':
                     r = run_linux_boot(b, s['smp'])
                 else:
-                    r = run_tiny(b, s['accel'], s['smp'], s['args'], s.get('storm'))
+                    r = run_tiny(b, s['accel'], s['smp'], s['args'], s.get('storm'),
+                                 qemu=s.get('qemu', ()))
                 runs[b].append(r)
         entry = dict(scenario=s['name'], accel=s['accel'], smp=s['smp'],
                      args=s.get('args', ''), storm=s.get('storm'), unit=s['unit'],
@@ -258,12 +275,16 @@ def main():
             entry['bql_vcpu_per_op'] = {}
             for b in ('base', 'patched'):
                 r = run_tiny(b, s['accel'], s['smp'], s.get('count_args', s['args']),
-                             s.get('storm'), count_bql=True)
+                             s.get('storm'), count_bql=True, qemu=s.get('qemu', ()))
                 entry['bql_vcpu_per_s'][b] = r.get('vcpu_per_s')
                 # The uprobes slow the counting run by a varying amount:
                 # per guest operation (at that run's own rate) compares.
                 if r.get('vcpu_per_s') is not None and r.get('rate'):
                     entry['bql_vcpu_per_op'][b] = r['vcpu_per_s'] / r['rate']
+                # Per main-loop command, for storms (rate over the whole run).
+                if r.get('vcpu_per_s') is not None and r.get('storm_cmds_per_s'):
+                    entry.setdefault('bql_vcpu_per_storm_cmd', {})[b] = \
+                        r['vcpu_per_s'] / r['storm_cmds_per_s']
         results.append(entry)
         rt = entry['ratio']
         print(f"   base {entry['base']}\n   patched {entry['patched']}"

@@ -34,13 +34,17 @@ for r in doc['results']:
     bqls = f"{fmt(bql['base'])} → {fmt(bql['patched'])}" if bql else '-'
     if per and per.get('base') is not None and per.get('patched') is not None:
         bqls += f" ({per['base']:.3f} → {per['patched']:.3f} per op)"
+    pcmd = r.get('bql_vcpu_per_storm_cmd')
+    if pcmd and pcmd.get('base') is not None and pcmd.get('patched') is not None:
+        bqls += f" ({pcmd['base']:.2f} → {pcmd['patched']:.2f} per storm command)"
     fl = r.get('patched_vs_floor')
     lines.append(f"| {r['scenario']} | {r['accel']} | {r['smp']} | {r['unit']} "
                  f"| {fmt(med(r['base']))} | {fmt(med(r['patched']))} | {ratio} "
                  f"| {fmt(med(r['floor']))} | {f'{fl:.2f}' if fl else '-'} | {bqls} |")
 lines += ['', 'Rates come from runs without instrumentation.  BQL acquisitions by vCPU '
           'threads come from one extra run per build under uprobes '
-          '(scripts/bql-count.sh, 1 s window), which slow the guest by a varying '
+          '(scripts/bql-count.sh, a 1 s window 1.5 s after start, in the steady state), '
+          'which slow the guest by a varying '
           'amount: compare them per guest operation where given, and as orders of '
           'magnitude otherwise.  The floor is bench/floor/kvm-floor.c: the same '
           'firmware on a minimal KVM program that answers every exit with no lock.']

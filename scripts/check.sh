@@ -185,6 +185,24 @@ guests() {
             fail "locking-stress-test: kvm-$build" "see out/check/${log##*/}"
         fi
     done
+    # The debug build (--enable-debug) compiles in the lock-order
+    # assertions that release builds leave out: the stress test on it,
+    # under KVM and (with /dev/kvm hidden) TCG.
+    local dbg=$top/out/build-debug accel
+    for accel in kvm tcg; do
+        local log=$logdir/locking-stress-debug-$accel.log hide=()
+        [ $accel = tcg ] && [ -e /dev/kvm ] && hide=(unshare -m sh -c 'mount --bind /dev/null /dev/kvm && exec "$@"' sh)
+        if [ $accel = kvm ] && { ! [ -c /dev/kvm ] || ! [ -w /dev/kvm ]; }; then
+            skip "locking-stress-test: debug-$accel" "/dev/kvm missing or unusable"
+        elif [ ! -x "$dbg/tests/qtest/locking-stress-test" ]; then
+            fail "locking-stress-test: debug-$accel" "debug build missing: make build"
+        elif (cd "$dbg" && QTEST_QEMU_BINARY=./qemu-system-x86_64 timeout 900 \
+                "${hide[@]}" ./tests/qtest/locking-stress-test --tap -k) >"$log" 2>&1; then
+            pass "locking-stress-test: debug-$accel"
+        else
+            fail "locking-stress-test: debug-$accel" "see out/check/${log##*/}"
+        fi
+    done
     linux tcg-smp1-smoke --smp 1 smoke expect_cpus=1
     linux tcg-smp2-smoke --smp 2 smoke expect_cpus=2
     linux tcg-smp2-fio-mainloop --smp 2 fio runtime=3
