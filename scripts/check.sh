@@ -178,8 +178,8 @@ guests() {
             skip "locking-stress-test: kvm-$build" "/dev/kvm missing or unusable"
         elif [ ! -x qemu/build/tests/qtest/locking-stress-test ]; then
             fail "locking-stress-test: kvm-$build" "test binary not built"
-        elif (cd qemu/build && QTEST_QEMU_BINARY=$bin timeout 600 \
-                ./tests/qtest/locking-stress-test --tap -k) >"$log" 2>&1; then
+        elif (cd qemu/build && QTEST_QEMU_BINARY=$bin QTEST_QEMU_IMG=./qemu-img \
+                timeout 600 ./tests/qtest/locking-stress-test --tap -k) >"$log" 2>&1; then
             pass "locking-stress-test: kvm-$build"
         else
             fail "locking-stress-test: kvm-$build" "see out/check/${log##*/}"
@@ -196,7 +196,8 @@ guests() {
             skip "locking-stress-test: debug-$accel" "/dev/kvm missing or unusable"
         elif [ ! -x "$dbg/tests/qtest/locking-stress-test" ]; then
             fail "locking-stress-test: debug-$accel" "debug build missing: make build"
-        elif (cd "$dbg" && QTEST_QEMU_BINARY=./qemu-system-x86_64 timeout 900 \
+        elif (cd "$dbg" && QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+                QTEST_QEMU_IMG=$top/qemu/build/qemu-img timeout 900 \
                 "${hide[@]}" ./tests/qtest/locking-stress-test --tap -k) >"$log" 2>&1; then
             pass "locking-stress-test: debug-$accel"
         else
