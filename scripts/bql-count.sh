@@ -20,10 +20,20 @@ mountpoint -q /sys/kernel/tracing 2>/dev/null ||
 bid=$(readelf -n "$exe" | sed -n 's/.*Build ID: \([0-9a-f]\{12\}\).*/\1/p')
 [ -n "$bid" ] || { echo "bql-count: $exe has no build-id" >&2; exit 1; }
 grp=bql$bid
+# Probe bql_lock_impl() at its first call instruction, not at its entry:
+# x86 uprobes emulate a call, but single-step many prologue instructions
+# out of line (a "sub $8,%rsp" costs two traps).  Builds differ in their
+# prologues, so an entry probe slowed one build's BQL ten times more than
+# the other's, and with it the guest behaviour being counted.
+dis=$(objdump -d --no-show-raw-insn --disassemble=bql_lock_impl "$exe")
+start=$(sed -n 's/^0*\([0-9a-f]*\) <bql_lock_impl>:$/\1/p' <<<"$dis")
+call=$(sed -n 's/^ *\([0-9a-f]*\):[[:space:]]*call.*/\1/p' <<<"$dis" | head -1)
+at=$([ -n "$start" ] && [ -n "$call" ] && echo $((0x$call - 0x$start)))
+[ -n "$at" ] || { echo "bql-count: no call in bql_lock_impl of $exe" >&2; exit 1; }
 if ! perf probe -l 2>/dev/null | grep "^ *$grp:lock " >/dev/null; then
     # Event names are global: drop the probes of other builds first.
     perf probe -q -d 'bql*:*' >/dev/null 2>&1 || true
-    perf probe -q -x "$exe" -a "$grp:lock=bql_lock_impl" \
+    perf probe -q -x "$exe" -a "$grp:lock=bql_lock_impl+$at" \
         -a "$grp:cwait=qemu_cond_wait_impl mutex=%si:u64" \
         -a "$grp:ctwait=qemu_cond_timedwait_impl mutex=%si:u64" >/dev/null 2>&1 || {
         echo "bql-count: cannot set uprobes on $exe (perf probe failed)" >&2; exit 1; }
