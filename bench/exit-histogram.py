@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Count the Linux test guest's I/O accesses by memory region.
+
+    bench/exit-histogram.py --qemu PATH [--smp N] [--out FILE.md] \\
+        [--] [run-linux-guest.sh SCENARIO and key=value arguments]
+
+Boots the Linux guest (scripts/run-linux-guest.sh, TCG) with the
+memory_region_ops_read/write trace events logged to a FIFO, and counts
+the vCPU threads' accesses (cpu >= 0) by region name.  Under KVM these
+would be the exits to userspace; under TCG they are the accesses that
+leave the TLB fast path.  Each region is classified by how the build
+dispatches it: "lock-free" (MemoryRegion.lockless_io), "device lock"
+(memory_region_set_dispatch_lock()), or "BQL".  The classification is a
+table of region names below, checked against the source tree given by
+--tree: a name whose region the tree does not declare lock-free or
+dispatch-locked counts as BQL, and so does an MMIO region where TCG's
+slow path (accel/tcg/cputlb.c) takes the BQL unconditionally, as v10.2.2
+does (port I/O goes through address_space_rw(), which honours
+lockless_io there).
+
+Not counted: writes that an ioeventfd consumes (virtio notify with
+ioeventfd=on) never reach the region's ops, so the trace does not see
+them, although under TCG their dispatch still takes the BQL.  Unnamed
+regions (TCG's subpage containers, which forward to a named region that
+is counted too, and the unassigned region) are left out.
+"""
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Region name -> (source file, marker that makes it lock-free or
+# dispatch-locked there, what it then is, MMIO rather than port I/O).
+# Checked against --tree at run time.
+UNLOCKED = {
+    'acpi-tmr': ('hw/acpi/core.c', 'memory_region_enable_lockless_io', 'lock-free', False),
+    'hpet': ('hw/timer/hpet.c', 'memory_region_enable_lockless_io', 'lock-free', True),
+    'pc-testdev-ioport': ('hw/misc/pc-testdev.c', 'memory_region_set_dispatch_lock',
+                          'device lock', False),
+    'pc-testdev-ioport-byte': ('hw/misc/pc-testdev.c', 'memory_region_set_dispatch_lock',
+                               'device lock', False),
+    'pc-testdev-flush-page': ('hw/misc/pc-testdev.c', 'memory_region_set_dispatch_lock',
+                              'device lock', False),
+    'pc-testdev-iomem': ('hw/misc/pc-testdev.c', 'memory_region_set_dispatch_lock',
+                         'device lock', True),
+}
+
+LINE = re.compile(r"memory_region_ops_(read|write) cpu (-?\d+) mr \S+ addr \S+ "
+                  r"value \S+ size \d+ name '([^']*)'")
+
+
+def classify(tree):
+    """Region name -> how the tree dispatches it from a TCG vCPU."""
+    kinds = {}
+    # v10.2.2's cputlb.c takes the BQL around every MMIO access, lock-free
+    # regions included; the series makes it ask prepare_mmio_access().
+    cputlb = open(os.path.join(tree, 'accel/tcg/cputlb.c')).read()
+    tcg_mmio_honours = 'prepare_mmio_access' in cputlb
+    for name, (path, marker, kind, mmio) in UNLOCKED.items():
+        try:
+            src = open(os.path.join(tree, path)).read()
+        except OSError:
+            continue
+        if marker in src and (tcg_mmio_honours or not mmio):
+            kinds[name] = kind
+    return kinds
+
+
+def count(fifo, counts):
+    with open(fifo, errors='replace') as f:
+        for line in f:
+            m = LINE.search(line)
+            if m and int(m.group(2)) >= 0 and m.group(3):
+                counts[(m.group(3), m.group(1))] += 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--qemu', required=True)
+    ap.add_argument('--tree', help='source tree of that QEMU (default: two '
+                    'levels above the binary)')
+    ap.add_argument('--smp', default='1')
+    ap.add_argument('--out', help='also write the table here (markdown)')
+    ap.add_argument('guest', nargs=argparse.REMAINDER,
+                    help='scenario and key=value arguments (default: smoke)')
+    a = ap.parse_args()
+    guest = [g for g in a.guest if g != '--'] or ['smoke']
+    tree = a.tree or os.path.dirname(os.path.dirname(os.path.abspath(a.qemu)))
+    kinds = classify(tree)
+
+    tmp = tempfile.mkdtemp(prefix='exit-histogram-')
+    fifo = os.path.join(tmp, 'trace')
+    os.mkfifo(fifo)
+    counts = collections.Counter()
+    reader = threading.Thread(target=count, args=(fifo, counts))
+    reader.start()
+    run = subprocess.run(
+        [f'{TOP}/scripts/run-linux-guest.sh', '--qemu', a.qemu, '--smp', a.smp,
+         '--timeout', '900'] + guest +
+        ['--', '-trace', 'memory_region_ops_read', '-trace',
+         'memory_region_ops_write', '-D', fifo],
+        stdout=subprocess.PIPE, text=True)
+    reader.join()
+    os.unlink(fifo)
+    os.rmdir(tmp)
+    status = [l for l in run.stdout.splitlines() if l.startswith('RUN ')]
+    print('\n'.join(status))
+    if run.returncode != 0:
+        print(run.stdout, file=sys.stderr)
+        sys.exit(1)
+
+    regions = collections.defaultdict(lambda: [0, 0])
+    for (name, op), n in counts.items():
+        regions[name][op == 'write'] += n
+    total = sum(counts.values())
+    rows = sorted(regions.items(), key=lambda kv: -sum(kv[1]))
+    bql = sum(sum(v) for k, v in regions.items() if k not in kinds)
+    out = [f"Linux guest `{' '.join(guest)}`, {a.smp} vCPU(s), TCG, "
+           f"{os.path.basename(tree)}: {total} vCPU accesses to I/O regions, "
+           f"{bql} ({100.0 * bql / max(total, 1):.1f}%) under the BQL.", '',
+           '| region | reads | writes | share | dispatched under |',
+           '|---|---|---|---|---|']
+    for name, (r, w) in rows:
+        out.append(f'| {name or "(unnamed)"} | {r} | {w} | '
+                   f'{100.0 * (r + w) / max(total, 1):.1f}% | {kinds.get(name, "BQL")} |')
+    text = '\n'.join(out)
+    print(text)
+    if a.out:
+        with open(a.out, 'w') as f:
+            f.write(text + '\n')
+
+
+if __name__ == '__main__':
+    main()
