@@ -35,11 +35,15 @@ check: tree build guests
 check-bisect: tree guests
 	scripts/check-bisect.sh
 
+check-tsan: tree
+	scripts/check-tsan.sh
+
 bench: tree build guests
 	$(MAKE) -C bench/floor
 	bench/bench.py
+	bench/latency.py
 
 clean:
 	rm -rf out qemu/build qemu-base/build
 
-.PHONY: all deps tree build guests export demo check check-bisect bench clean
+.PHONY: all deps tree build guests export demo check check-bisect check-tsan bench clean

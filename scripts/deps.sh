@@ -8,7 +8,8 @@ PKGS="build-essential ninja-build pkg-config git ccache python3 python3-venv
   libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev libaio-dev liburing-dev
   libslirp-dev device-tree-compiler seabios ipxe-qemu bzip2 xz-utils
   busybox-static linux-image-cloud-amd64 gnuplot-nox dpkg-dev
-  libaio-dev liburing-dev zlib1g-dev util-linux linux-perf valgrind"
+  libaio-dev liburing-dev zlib1g-dev util-linux linux-perf valgrind
+  clang libclang-rt-dev"
 BPO_PKGS="meson python3-pycotap"
 
 missing=""

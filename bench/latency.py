@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Per-access latency, p50 and p99, with the main loop idle and busy.
+
+    bench/latency.py            (part of make bench; REPS as for bench.py)
+
+One vCPU of the tiny guest hammers a region (the firmware times one access
+in 64 with the TSC, into quarter-octave buckets, and reports p50/p99 as
+bucket limits) under KVM, on the base and the patched build, alternating,
+REPS times each:
+  - idle: nothing else runs in QEMU;
+  - busy: a QMP client sends query-cpus-fast back to back.  That is what
+    management tools poll (libvirt, for vCPU thread ids and halted state),
+    and each command holds the BQL in the main loop while it runs; back to
+    back, the main loop holds the BQL most of the time.
+Regions: pc-testdev's port and MMIO buffer (converted: a device lock),
+port 0x80 (BQL) and the ACPI PM timer (lock-free), for reference.
+The goal for a converted region: busy p99 <= 1.1x idle p99.
+
+Output: bench/results/latency.json and latency.md (BENCH_OUT=PREFIX to
+change), medians over the runs with min-max.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+TARGETS = [
+    ('testdev-port', 'port:0xe0 op=outl', ['-device', 'pc-testdev']),
+    ('testdev-mmio', 'mmio:0xff000000 op=read32', ['-device', 'pc-testdev']),
+    ('port80', 'port80', []),
+    ('pmtimer', 'pmtimer', []),
+]
+LOADS = [('idle', None), ('busy', 'query-cpus-fast')]
+
+
+def one(build, target, qemu, storm):
+    r = bench.run_tiny(build, 'kvm', 1, f'hammer target={target} secs={bench.SECS + 1}',
+                       storm, qemu=qemu)
+    v = r['vcpus'].get(0, {})
+    return dict(p50=v.get('p50_ns'), p99=v.get('p99_ns'), rate=r.get('rate'),
+                passed=r['pass'], storm_cmds_per_s=r.get('storm_cmds_per_s'))
+
+
+def stats(xs):
+    xs = [x for x in xs if x is not None]
+    return dict(median=statistics.median(xs), min=min(xs), max=max(xs)) if xs else None
+
+
+def main():
+    if not bench.HAVE_KVM:
+        print('latency: /dev/kvm missing or unusable, skipped')
+        return
+    results = []
+    for name, target, qemu in TARGETS:
+        for load, storm in LOADS:
+            runs = {'base': [], 'patched': []}
+            for rep in range(bench.REPS):
+                for b in (['base', 'patched'] if rep % 2 == 0 else ['patched', 'base']):
+                    runs[b].append(one(b, target, qemu, storm))
+            e = dict(region=name, load=load)
+            for b in runs:
+                e[b] = dict(p50=stats([r['p50'] for r in runs[b]]),
+                            p99=stats([r['p99'] for r in runs[b]]),
+                            rate=stats([r['rate'] for r in runs[b]]),
+                            storm_cmds_per_s=stats([r['storm_cmds_per_s'] for r in runs[b]]),
+                            all_passed=all(r['passed'] for r in runs[b]))
+            print(f"== {name} {load}: p99 base {e['base']['p99']} patched {e['patched']['p99']}",
+                  flush=True)
+            results.append(e)
+    out = os.environ.get('BENCH_OUT', f'{bench.TOP}/bench/results/latency')
+    doc = dict(schema=1, date=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+               reps=bench.REPS, secs=bench.SECS + 1, results=results)
+    with open(out + '.json', 'w') as f:
+        json.dump(doc, f, indent=1)
+    lines = [f"Measured {doc['date']}, KVM, 1 vCPU, {bench.REPS} alternating runs per build "
+             "and load; medians (min-max) of each run's p50/p99 in ns (bucket limits: "
+             "a quarter of an octave).  busy = back-to-back QMP query-cpus-fast.", '',
+             '| region | build | p50 idle | p99 idle | p50 busy | p99 busy | p99 busy/idle |',
+             '|---|---|---|---|---|---|---|']
+    by = {(e['region'], e['load']): e for e in results}
+    fmt = lambda s: f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})" if s else '-'
+    for name, _, _ in TARGETS:
+        for b in ('base', 'patched'):
+            i, y = by[(name, 'idle')][b], by[(name, 'busy')][b]
+            ratio = (y['p99']['median'] / i['p99']['median']
+                     if i['p99'] and y['p99'] else float('nan'))
+            lines.append(f"| {name} | {b} | {fmt(i['p50'])} | {fmt(i['p99'])} | "
+                         f"{fmt(y['p50'])} | {fmt(y['p99'])} | {ratio:.2f} |")
+    with open(out + '.md', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()
