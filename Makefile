@@ -35,7 +35,7 @@ check: tree build guests
 check-bisect: tree guests
 	scripts/check-bisect.sh
 
-check-tsan: tree
+check-tsan: tree build
 	scripts/check-tsan.sh
 
 bench: tree build guests
