@@ -30,6 +30,10 @@ start=$(sed -n 's/^0*\([0-9a-f]*\) <bql_lock_impl>:$/\1/p' <<<"$dis")
 call=$(sed -n 's/^ *\([0-9a-f]*\):[[:space:]]*call.*/\1/p' <<<"$dis" | head -1)
 at=$([ -n "$start" ] && [ -n "$call" ] && echo $((0x$call - 0x$start)))
 [ -n "$at" ] || { echo "bql-count: no call in bql_lock_impl of $exe" >&2; exit 1; }
+# Every acquisition must pass the probe: no branch may come before it.
+if sed -n "1,/^ *$call:/p" <<<"$dis" | grep -qE '^ *[0-9a-f]+:[[:space:]]*(j[a-z]*|ret)[[:space:]]'; then
+    echo "bql-count: bql_lock_impl of $exe branches before its first call" >&2; exit 1
+fi
 if ! perf probe -l 2>/dev/null | grep "^ *$grp:lock " >/dev/null; then
     # Event names are global: drop the probes of other builds first.
     perf probe -q -d 'bql*:*' >/dev/null 2>&1 || true
