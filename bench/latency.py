@@ -94,6 +94,11 @@ def main():
     with open(out + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))
+    failed = [f"{e['region']} {e['load']} {b}" for e in results for b in ('base', 'patched')
+              if not e[b]['all_passed']]
+    if failed:
+        print('latency: guest runs failed: ' + ', '.join(failed), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == '__main__':
