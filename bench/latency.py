@@ -42,6 +42,9 @@ def one(build, target, qemu, storm):
     r = bench.run_tiny(build, 'kvm', 1, f'hammer target={target} secs={bench.SECS + 1}',
                        storm, qemu=qemu)
     v = r['vcpus'].get(0, {})
+    if storm and not r.get('storm_cmds_per_s'):
+        # A busy run whose storm never ran would pass for an idle one.
+        sys.exit(f'latency: {build} {target}: the {storm} storm did not run')
     return dict(p50=v.get('p50_ns'), p99=v.get('p99_ns'), rate=r.get('rate'),
                 passed=r['pass'], storm_cmds_per_s=r.get('storm_cmds_per_s'))
 

@@ -51,7 +51,13 @@ perf stat -x '|' --per-thread -p "$pid" \
     -e "$grp:lock" \
     -e "$grp:cwait" --filter "mutex == $bql" \
     -e "$grp:ctwait" --filter "mutex == $bql" \
-    -o "$out" -- sleep "$secs" >/dev/null 2>&1 || true
+    -o "$out" -- sleep "$secs" >/dev/null 2>&1 ||
+    { echo "bql-count: perf stat failed on pid $pid" >&2; rm -f "$out"; exit 1; }
+# Every event must have been counted, or a zero would mean nothing.
+for ev in lock cwait ctwait; do
+    grep -q "$grp:$ev" "$out" ||
+        { echo "bql-count: perf stat counted no $grp:$ev" >&2; rm -f "$out"; exit 1; }
+done
 awk -F'|' '
     NF >= 4 && $2 ~ /^[0-9]+$/ {
         name = $1; sub(/-[0-9]+$/, "", name); tid = $1; sub(/.*-/, "", tid)
