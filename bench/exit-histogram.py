@@ -8,15 +8,18 @@ Boots the Linux guest (scripts/run-linux-guest.sh, TCG) with the
 memory_region_ops_read/write trace events logged to a FIFO, and counts
 the vCPU threads' accesses (cpu >= 0) by region name.  Under KVM these
 would be the exits to userspace; under TCG they are the accesses that
-leave the TLB fast path.  Each region is classified by how the build
-dispatches it: "lock-free" (MemoryRegion.lockless_io), "device lock"
-(memory_region_set_dispatch_lock()), or "BQL".  The classification is a
-table of region names below, checked against the source tree given by
---tree: a name whose region the tree does not declare lock-free or
-dispatch-locked counts as BQL, and so does an MMIO region where TCG's
-slow path (accel/tcg/cputlb.c) takes the BQL unconditionally, as v10.2.2
-does (port I/O goes through address_space_rw(), which honours
-lockless_io there).
+leave the TLB fast path.
+
+Which accesses took the BQL: where the build has the bql_lock trace event
+(the series), from the run itself: an access counts as under the BQL if
+its vCPU thread took the BQL in prepare_mmio_access() (system/physmem.c)
+right before it, whatever the region, its flag or the command line say.
+A build without the event (v10.2.2) is classified from its source tree
+(--tree), with the table of region names below: a name whose region the
+tree does not declare lock-free or dispatch-locked counts as BQL, and so
+does an MMIO region where TCG's slow path (accel/tcg/cputlb.c) takes the
+BQL unconditionally, as v10.2.2 does (port I/O goes through
+address_space_rw(), which honours lockless_io there).
 
 Not counted: writes that an ioeventfd consumes (virtio notify with
 ioeventfd=on) never reach the region's ops, so the trace does not see
@@ -54,6 +57,7 @@ UNLOCKED = {
 
 LINE = re.compile(r"memory_region_ops_(read|write) cpu (-?\d+) mr \S+ addr \S+ "
                   r"value \S+ size \d+ name '([^']*)'")
+BQL = re.compile(r"bql_lock vCPU (-?\d+) at (\S+):\d+")
 
 
 def classify(tree):
@@ -73,12 +77,30 @@ def classify(tree):
     return kinds
 
 
-def count(fifo, counts):
+def count(fifo, counts, under_bql):
+    """Count accesses by (region, op); under_bql: those whose vCPU took
+    the BQL in prepare_mmio_access() just before."""
+    took = collections.defaultdict(bool)
     with open(fifo, errors='replace') as f:
         for line in f:
+            m = BQL.search(line)
+            if m:
+                if m.group(2).endswith('physmem.c'):
+                    took[int(m.group(1))] = True
+                continue
             m = LINE.search(line)
             if m and int(m.group(2)) >= 0 and m.group(3):
+                cpu = int(m.group(2))
                 counts[(m.group(3), m.group(1))] += 1
+                if took[cpu]:
+                    under_bql[m.group(3)] += 1
+                took[cpu] = False
+
+
+def has_bql_event(qemu):
+    """Does this QEMU have the series' bql_lock trace event?"""
+    p = subprocess.run([qemu, '-trace', 'help'], capture_output=True, text=True)
+    return any(l.strip() == 'bql_lock' for l in p.stdout.splitlines())
 
 
 def main():
@@ -99,13 +121,16 @@ def main():
     fifo = os.path.join(tmp, 'trace')
     os.mkfifo(fifo)
     counts = collections.Counter()
-    reader = threading.Thread(target=count, args=(fifo, counts))
+    under_bql = collections.Counter()
+    traced = has_bql_event(a.qemu)
+    reader = threading.Thread(target=count, args=(fifo, counts, under_bql))
     reader.start()
     run = subprocess.run(
         [f'{TOP}/scripts/run-linux-guest.sh', '--qemu', a.qemu, '--smp', a.smp,
          '--timeout', '900'] + guest +
         ['--', '-trace', 'memory_region_ops_read', '-trace',
-         'memory_region_ops_write', '-D', fifo],
+         'memory_region_ops_write'] + (['-trace', 'bql_lock'] if traced else []) +
+        ['-D', fifo],
         stdout=subprocess.PIPE, text=True)
     reader.join()
     os.unlink(fifo)
@@ -121,15 +146,21 @@ def main():
         regions[name][op == 'write'] += n
     total = sum(counts.values())
     rows = sorted(regions.items(), key=lambda kv: -sum(kv[1]))
-    bql = sum(sum(v) for k, v in regions.items() if k not in kinds)
+    if not traced:
+        for k, v in regions.items():
+            under_bql[k] = 0 if k in kinds else sum(v)
+    bql = sum(under_bql.values())
+    how = ('from the bql_lock trace events of the run' if traced else
+           'from the source tree (this build has no bql_lock trace event)')
     out = [f"Linux guest `{' '.join(guest)}`, {a.smp} vCPU(s), TCG, "
            f"{os.path.basename(tree)}: {total} vCPU accesses to I/O regions, "
-           f"{bql} ({100.0 * bql / max(total, 1):.1f}%) under the BQL.", '',
-           '| region | reads | writes | share | dispatched under |',
+           f"{bql} ({100.0 * bql / max(total, 1):.1f}%) under the BQL ({how}).", '',
+           '| region | reads | writes | share | under the BQL |',
            '|---|---|---|---|---|']
     for name, (r, w) in rows:
         out.append(f'| {name or "(unnamed)"} | {r} | {w} | '
-                   f'{100.0 * (r + w) / max(total, 1):.1f}% | {kinds.get(name, "BQL")} |')
+                   f'{100.0 * (r + w) / max(total, 1):.1f}% | '
+                   f'{100.0 * under_bql[name] / max(r + w, 1):.0f}% |')
     text = '\n'.join(out)
     print(text)
     if a.out:

@@ -12,8 +12,9 @@ REPS times each:
     management tools poll (libvirt, for vCPU thread ids and halted state),
     and each command holds the BQL in the main loop while it runs; back to
     back, the main loop holds the BQL most of the time.
-Regions: pc-testdev's port and MMIO buffer (converted: a device lock),
-port 0x80 (BQL) and the ACPI PM timer (lock-free), for reference.
+Regions: pc-testdev's port and MMIO buffer and the RTC (an index/data
+pair; converted: a device lock), port 0x80 (BQL) and the ACPI PM timer
+(lock-free), for reference.  BENCH_ONLY=NAME,... keeps some of them.
 The goal for a converted region: busy p99 <= 1.1x idle p99.
 
 Output: bench/results/latency.json and latency.md (BENCH_OUT=PREFIX to
@@ -32,6 +33,7 @@ import bench  # noqa: E402
 TARGETS = [
     ('testdev-port', 'port:0xe0 op=outl', ['-device', 'pc-testdev']),
     ('testdev-mmio', 'mmio:0xff000000 op=read32', ['-device', 'pc-testdev']),
+    ('rtc', 'rtc', []),
     ('port80', 'port80', []),
     ('pmtimer', 'pmtimer', []),
 ]
@@ -60,6 +62,8 @@ def main():
         return
     results = []
     for name, target, qemu in TARGETS:
+        if bench.ONLY and not any(o in name for o in bench.ONLY):
+            continue
         for load, storm in LOADS:
             runs = {'base': [], 'patched': []}
             for rep in range(bench.REPS):
@@ -88,6 +92,8 @@ def main():
     by = {(e['region'], e['load']): e for e in results}
     fmt = lambda s: f"{s['median']:.0f} ({s['min']:.0f}-{s['max']:.0f})" if s else '-'
     for name, _, _ in TARGETS:
+        if (name, 'idle') not in by:
+            continue
         for b in ('base', 'patched'):
             i, y = by[(name, 'idle')][b], by[(name, 'busy')][b]
             ratio = (y['p99']['median'] / i['p99']['median']

@@ -5,6 +5,7 @@
 # under KVM and TCG on each, and the locking stress qtest once the series
 # has it.  Not part of make check (a header change rebuilds most of QEMU,
 # 2-5 minutes a step here); run it before sending the series.
+# BISECT_FROM=N starts at patch N (after a change to the tail of the series).
 # Output: one PASS:/FAIL: line per patch; exit status = number of failures.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +20,7 @@ mkdir -p "$top/out/bisect-logs"
 for c in $(git -C "$top/qemu" rev-list --reverse base-fixups..HEAD); do
     subj=$(git -C "$top/qemu" log -1 --format=%s "$c")
     n=$((n + 1)) log=$top/out/bisect-logs/$(printf %02d $n).log
+    [ "$n" -ge "${BISECT_FROM:-1}" ] || continue
     git -C "$wt" checkout -q --detach "$c"
     if [ ! -f "$wt/build/build.ninja" ]; then
         mkdir -p "$wt/build"

@@ -19,6 +19,10 @@
  *   0xf4         isa-debug-exit: exit((val << 1) | 1)
  *   0xfed00000   HPET: general config (0x10) and main counter (0xf0, 100 MHz)
  * PIC/IOAPIC/LAPIC are KVM's in-kernel irqchip; there is no PIT.
+ * As QEMU does, the RTC index port and the PCI config address are
+ * coalesced PIO (KVM queues the writes in a ring instead of exiting);
+ * their writes are ignored, so an access to the RTC data or PCI config
+ * data port just empties the ring.
  * Anything else: reads give all ones, writes are dropped, and the number of
  * such accesses is reported on stderr at exit.
  */
@@ -50,6 +54,7 @@
 
 /* ---- configuration and state shared by all threads ---- */
 static int kvm_fd, vm_fd, nr_vcpus = 1, run_size;
+static int coalesced_page;      /* the ring's page in kvm_run, or 0 */
 static size_t ram_size = 128u << 20;
 static const char *rom_path;           /* default: next to the binary */
 static char fw_args[4096];            /* read-only once the vCPUs run */
@@ -276,6 +281,11 @@ static void *vcpu_thread(void *arg)
         switch (run->exit_reason) {
         case KVM_EXIT_IO: {
             uint8_t *p = (uint8_t *)run + run->io.data_offset;
+            if (coalesced_page && (run->io.port == 0x71 || run->io.port >= 0xcfc)) {
+                struct kvm_coalesced_mmio_ring *ring =
+                    (void *)((uint8_t *)run + coalesced_page * getpagesize());
+                atomic_store(&ring->first, atomic_load(&ring->last));
+            }
             for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size)
                 pio(run->io.port, run->io.direction == KVM_EXIT_IO_OUT, run->io.size, p);
             break;
@@ -373,6 +383,17 @@ int main(int argc, char **argv)
     if (ioctl(vm_fd, KVM_SET_TSS_ADDR, 0xfeffd000ul) < 0)
         fprintf(stderr, "kvm-floor: KVM_SET_TSS_ADDR: %s\n", strerror(errno));
     if (ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) die("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+
+    coalesced_page = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+    if (coalesced_page > 0 && ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) > 0) {
+        struct kvm_coalesced_mmio_zone rtc = { .addr = 0x70, .size = 1, .pio = 1 };
+        struct kvm_coalesced_mmio_zone pci = { .addr = 0xcf8, .size = 4, .pio = 1 };
+        if (ioctl(vm_fd, KVM_REGISTER_COALESCED_MMIO, &rtc) < 0 ||
+            ioctl(vm_fd, KVM_REGISTER_COALESCED_MMIO, &pci) < 0)
+            die("KVM_REGISTER_COALESCED_MMIO: %s", strerror(errno));
+    } else {
+        coalesced_page = 0;
+    }
 
     /* Memory: RAM [0, -m) with the ROM copied at 0xF0000, plus the ROM
      * alias at 0xFFFF0000.  HPET and LAPIC pages stay unmapped. */
