@@ -13,6 +13,7 @@
 # and listed by their first QEMU frame in out/tsan/summary.txt.
 # glib is not built with TSan here, so races through GMutex/GCond would be
 # false positives; QEMU's own locks are pthread ones, which TSan sees.
+# TSan's lock-order (deadlock) detector is on; TSAN_DEADLOCKS=0 turns it off.
 # Not part of make check: the instrumented build takes too long for CI.  Exit status: 0 when no report touches the series' code.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,7 +39,7 @@ ninja -C "$bld" qemu-system-x86_64 qemu-img >"$bld/ninja.log" 2>&1 ||
 
 rm -rf "$out" && mkdir -p "$out"
 export TSAN_OPTIONS="suppressions=$top/qemu/tests/tsan/suppressions.tsan \
-detect_deadlocks=false history_size=7 exitcode=0 log_path=$out/tsan"
+detect_deadlocks=${TSAN_DEADLOCKS:-1} second_deadlock_stack=1 history_size=7 exitcode=0 log_path=$out/tsan"
 if ! [ -w /dev/kvm ]; then
     echo "SKIP: check-tsan: /dev/kvm missing or unusable (the TCG run is not used, see below)"
     exit 0
@@ -67,7 +68,8 @@ ours='memory_region_dispatch_(read|write)|dispatch_lock|prepare_mmio_access|'\
 'kvm_cpu_exec|kvm_vcpu_thread_fn|kvm_arch_(pre|post)_run|kvm_arch_process_async_events|'\
 'kvm_cpu_synchronize|do_kvm_cpu_synchronize|kvm_put_vcpu_events|kvm_arch_put_registers|'\
 'cpu_interrupt|generic_handle_interrupt|tcg_handle_interrupt|has_work|'\
-'runstate_(get|is_running|check|set)|pc-testdev\.c'
+'runstate_(get|is_running|check|set)|pc-testdev\.c|mc146818rtc\.c|'\
+'kvm_flush_coalesced_mmio_buffer|kvm_coalesced_|address_space_write_bql_free'
 python3 - "$out" "$ours" "$top/scripts/tsan-known.txt" <<'EOF2'
 import collections, glob, re, sys
 out, ours, known_file = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3]
