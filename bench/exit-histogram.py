@@ -13,7 +13,8 @@ leave the TLB fast path.
 Which accesses took the BQL: where the build has the bql_lock trace event
 (the series), from the run itself: an access counts as under the BQL if
 its vCPU thread took the BQL in prepare_mmio_access() (system/physmem.c)
-right before it, whatever the region, its flag or the command line say.
+right before it (or before the first part of an access that the memory
+core split), whatever the region, its flag or the command line say.
 A build without the event (v10.2.2) is classified from its source tree
 (--tree), with the table of region names below: a name whose region the
 tree does not declare lock-free or dispatch-locked counts as BQL, and so
@@ -55,8 +56,8 @@ UNLOCKED = {
                          'device lock', True),
 }
 
-LINE = re.compile(r"memory_region_ops_(read|write) cpu (-?\d+) mr \S+ addr \S+ "
-                  r"value \S+ size \d+ name '([^']*)'")
+LINE = re.compile(r"memory_region_ops_(read|write) cpu (-?\d+) mr \S+ addr (\S+) "
+                  r"value \S+ size (\d+) name '([^']*)'")
 BQL = re.compile(r"bql_lock vCPU (-?\d+) at (\S+):\d+")
 
 
@@ -80,7 +81,10 @@ def classify(tree):
 def count(fifo, counts, under_bql):
     """Count accesses by (region, op); under_bql: those whose vCPU took
     the BQL in prepare_mmio_access() just before."""
-    took = collections.defaultdict(bool)
+    # took[cpu]: True once the vCPU took the BQL for its next access; then
+    # (region, next address), for the rest of an access that the memory
+    # core splits into several callbacks (a dword to a byte-wide region).
+    took = {}
     with open(fifo, errors='replace') as f:
         for line in f:
             m = BQL.search(line)
@@ -89,12 +93,16 @@ def count(fifo, counts, under_bql):
                     took[int(m.group(1))] = True
                 continue
             m = LINE.search(line)
-            if m and int(m.group(2)) >= 0 and m.group(3):
-                cpu = int(m.group(2))
-                counts[(m.group(3), m.group(1))] += 1
-                if took[cpu]:
-                    under_bql[m.group(3)] += 1
-                took[cpu] = False
+            if not m or int(m.group(2)) < 0:
+                continue
+            cpu, addr, size, name = (int(m.group(2)), int(m.group(3), 16),
+                                     int(m.group(4)), m.group(5))
+            t = took.get(cpu)
+            bql = t is True or t == (name, addr)
+            took[cpu] = (name, addr + size) if bql else None
+            if name:                    # unnamed: subpages, unassigned
+                counts[(name, m.group(1))] += 1
+                under_bql[name] += bql
 
 
 def has_bql_event(qemu):
