@@ -24,7 +24,10 @@ address_space_rw(), which honours lockless_io there).
 
 Not counted: writes that an ioeventfd consumes (virtio notify with
 ioeventfd=on) never reach the region's ops, so the trace does not see
-them, although under TCG their dispatch still takes the BQL.  Unnamed
+them, although under TCG their dispatch still takes the BQL; classified
+from the run, that BQL acquisition is billed to the vCPU's next traced
+access (mostly an HPET read), so the total under the BQL is right and
+the region is not.  Unnamed
 regions (TCG's subpage containers, which forward to a named region that
 is counted too, and the unassigned region) are left out.
 """
