@@ -38,6 +38,20 @@ ninja -C "$bld" qemu-system-x86_64 qemu-img >"$bld/ninja.log" 2>&1 ||
     { echo "FAIL: check-tsan: build (see $bld/ninja.log)"; exit 1; }
 
 rm -rf "$out" && mkdir -p "$out"
+# The deadlock detector must be able to report: a two-mutex inversion.
+if [ "${TSAN_DEADLOCKS:-1}" != 0 ]; then
+    printf '%s\n' '#include <pthread.h>' \
+        'static pthread_mutex_t a = PTHREAD_MUTEX_INITIALIZER, b = PTHREAD_MUTEX_INITIALIZER;' \
+        'static void *t(void *x) { pthread_mutex_lock(&b); pthread_mutex_lock(&a);' \
+        '  pthread_mutex_unlock(&a); pthread_mutex_unlock(&b); return x; }' \
+        'int main(void) { pthread_t th; pthread_mutex_lock(&a); pthread_mutex_lock(&b);' \
+        '  pthread_mutex_unlock(&b); pthread_mutex_unlock(&a);' \
+        '  pthread_create(&th, 0, t, 0); return pthread_join(th, 0); }' >"$out/inversion.c"
+    clang -fsanitize=thread -O1 -pthread "$out/inversion.c" -o "$out/inversion" &&
+        TSAN_OPTIONS="detect_deadlocks=1 exitcode=0" "$out/inversion" 2>&1 |
+        grep -q lock-order-inversion ||
+        { echo "FAIL: check-tsan: TSan's deadlock detector reports nothing here"; exit 1; }
+fi
 export TSAN_OPTIONS="suppressions=$top/qemu/tests/tsan/suppressions.tsan \
 detect_deadlocks=${TSAN_DEADLOCKS:-1} second_deadlock_stack=1 history_size=7 exitcode=0 log_path=$out/tsan"
 if ! [ -w /dev/kvm ]; then
