@@ -5,8 +5,9 @@
 #                     [--timeout S] [--log FILE] SCENARIO [key=value ...]
 #                     [-- extra QEMU arguments]
 #
-# SCENARIO is hammer, halt or ipi; key=value pairs go to the firmware
-# (guest/tiny/tiny.c documents them).  The guest's RESULT/HIST/TOTAL/TINY
+# SCENARIO is hammer, halt, ipi or vblk; key=value pairs go to the firmware
+# (guest/tiny/tiny.c documents them, guest/tiny/vblk.c those of vblk, which
+# needs a virtio-blk-pci device among the extra QEMU arguments).  The guest's RESULT/HIST/TOTAL/TINY
 # lines are printed.  Exit: 0 PASS, 1 FAIL or hang, 77 KVM asked for but
 # /dev/kvm unusable.
 set -uo pipefail

@@ -8,6 +8,9 @@
  *   scenario=hammer target=mmio:0xfed000f0 op=read32 count=50000
  *   scenario=halt count=1000          (HLT/wake ping-pong between vCPU pairs)
  *   scenario=ipi count=200            (IPI ping-pong, the waiter spins)
+ *   scenario=vblk irq=msix count=1000 depth=4 bs=4096 mode=rw seed=1
+ *                                     (virtio-blk-pci I/O, one queue per vCPU:
+ *                                      vblk.c documents its keys and lines)
  * Named targets: port80 (outb 0x80), pmtimer (inl PMBASE+8), hpet (counter),
  * rtc (index 0x0a at 0x70, read 0x71, checks the UIP protocol).
  *
@@ -20,11 +23,8 @@
  *   TINY PASS | TINY FAIL reason=...
  * Exit status of QEMU: 33 for PASS, 35 for FAIL (isa-debug-exit iobase 0xf4).
  */
-#include <stdint.h>
-#include <stdbool.h>
+#include "tiny.h"
 
-#define MAX_CPUS     64
-#define NBUCKETS     128         /* 32 octaves of TSC cycles, 4 steps each */
 #define SAMPLE_EVERY 64
 #define IPI_VECTOR   0x40
 #define PM_BASE      0x600
@@ -73,43 +73,36 @@ void *memset(void *d, int c, unsigned n) { char *p = d; while (n--) *p++ = c; re
 void *memcpy(void *d, const void *s, unsigned n) { char *p = d; const char *q = s; while (n--) *p++ = *q++; return d; }
 
 /* ---- shared state (.bss: zeroed by entry.S, RAM survives system_reset) ---- */
-struct cpu_result {
-    uint64_t count;
-    uint64_t tsc;
-    uint64_t hist[NBUCKETS];
-    uint32_t errors;
-    uint32_t done;
-};
 uint32_t ap_next_index;              /* entry.S: lock xadd for AP stacks */
 volatile uint32_t ipi_count[256];    /* by APIC ID, bumped by ipi_handler */
-static uint32_t apic_id_of[MAX_CPUS];
+uint32_t apic_id_of[MAX_CPUS];
 static volatile uint32_t cpus_up;
 static volatile uint32_t go;
-static struct cpu_result result[MAX_CPUS];
-static uint64_t idt[256];
+struct cpu_result result[MAX_CPUS];
+uint64_t idt[256];
 static char args[256];
-static uint32_t ncpus;
-static uint64_t tsc_khz;
+uint32_t ncpus;
+uint64_t tsc_khz;
 
 extern void ipi_handler(void);
 extern char ap_tramp[], __tramp_load[], __tramp_size[];
 
 /* ---- console ---- */
-static void putc(char c) { outb(DEBUGCON, c); }
-static void puts(const char *s) { while (*s) putc(*s++); }
-static void putu(uint64_t v)
+void putc(char c) { outb(DEBUGCON, c); }
+void puts(const char *s) { while (*s) putc(*s++); }
+void putu(uint64_t v)
 {
     char b[24];
     int i = 0;
     do { b[i++] = '0' + v % 10; v /= 10; } while (v);
     while (i) putc(b[--i]);
 }
-static void puthex(uint32_t v)
+void puthex(uint32_t v)
 {
     puts("0x");
     for (int s = 28; s >= 0; s -= 4) putc("0123456789abcdef"[(v >> s) & 15]);
 }
-static void __attribute__((noreturn)) finish(bool pass, const char *why)
+void __attribute__((noreturn)) finish(bool pass, const char *why)
 {
     if (pass) {
         puts("TINY PASS\n");
@@ -126,7 +119,7 @@ static bool streq_n(const char *a, const char *b, unsigned n)
     while (n--) { if (*a != *b) return false; if (!*a) return true; a++; b++; }
     return true;
 }
-static const char *arg(const char *key)
+const char *arg(const char *key)
 {
     unsigned kl = 0;
     while (key[kl]) kl++;
@@ -137,7 +130,7 @@ static const char *arg(const char *key)
     }
     return 0;
 }
-static bool arg_is(const char *key, const char *val)
+bool arg_is(const char *key, const char *val)
 {
     const char *v = arg(key);
     unsigned n = 0;
@@ -160,7 +153,7 @@ static uint64_t parse_num(const char *v)
     }
     return n;
 }
-static uint64_t arg_num(const char *key, uint64_t dflt)
+uint64_t arg_num(const char *key, uint64_t dflt)
 {
     const char *v = arg(key);
     return v ? parse_num(v) : dflt;
@@ -201,12 +194,12 @@ static uint32_t fw_cfg_ncpus(void)
 }
 
 /* ---- chipset ---- */
-static uint32_t pci_read(int dev, int fn, int reg)
+uint32_t pci_read(int dev, int fn, int reg)
 {
     outl(0xcf8, 0x80000000u | dev << 11 | fn << 8 | (reg & 0xfc));
     return inl(0xcfc);
 }
-static void pci_write(int dev, int fn, int reg, uint32_t v)
+void pci_write(int dev, int fn, int reg, uint32_t v)
 {
     outl(0xcf8, 0x80000000u | dev << 11 | fn << 8 | (reg & 0xfc));
     outl(0xcfc, v);
@@ -316,7 +309,7 @@ static void access_run(uint32_t n)
  * 2^e + (s+1)*2^(e-2)); deltas below 4 cycles go to bucket 8.  No
  * division: this runs under kvm_pvm's emulator.
  */
-static int bucket_of(uint64_t cycles)
+int bucket_of(uint64_t cycles)
 {
     uint32_t c = cycles >> 32 ? 0xffffffffu : (uint32_t)cycles;
     int e = 2;
@@ -449,12 +442,13 @@ static void pingpong(uint32_t me)
 }
 
 /* ---- per-vCPU entry ---- */
-static enum { SC_HAMMER, SC_HALT, SC_IPI } scenario;
+static enum { SC_HAMMER, SC_HALT, SC_IPI, SC_VBLK } scenario;
 
 static void run_scenario(uint32_t me)
 {
     while (!go) pause();
     if (scenario == SC_HAMMER) hammer(me);
+    else if (scenario == SC_VBLK) vblk_run(me);
     else pingpong(me);
     barrier();
     WRITE_ONCE(result[me].done, 1);
@@ -471,7 +465,8 @@ void ap_main(uint32_t me)
 static void report(void)
 {
     uint64_t total = 0, max_tsc = 0;
-    const char *sname = scenario == SC_HAMMER ? "hammer" : scenario == SC_HALT ? "halt" : "ipi";
+    const char *sname = scenario == SC_HAMMER ? "hammer" : scenario == SC_HALT ? "halt" :
+                        scenario == SC_VBLK ? "vblk" : "ipi";
     for (uint32_t c = 0; c < ncpus; c++) {
         struct cpu_result *r = &result[c];
         uint64_t ns = tsc_to_ns(r->tsc), samples = 0, seen = 0;
@@ -492,6 +487,7 @@ static void report(void)
         puts(" p50_ns="); putu(p50);
         puts(" p99_ns="); putu(p99);
         puts(" errors="); putu(r->errors);
+        if (scenario == SC_VBLK) vblk_report(c);
         putc('\n');
         puts("HIST vcpu="); putu(c);
         for (int b = 0; b < NBUCKETS; b++) {
@@ -545,6 +541,9 @@ void bsp_main(void)
         scenario = arg_is("scenario", "halt") ? SC_HALT : SC_IPI;
         pingpong_hlt = scenario == SC_HALT;
         pingpong_rounds = arg_num("count", 1000);
+    } else if (arg_is("scenario", "vblk")) {
+        scenario = SC_VBLK;
+        if (!vblk_parse()) finish(false, "vblk-bad-args");
     } else {
         finish(false, "unknown-scenario");
     }
@@ -558,11 +557,13 @@ void bsp_main(void)
         puts("TINY cpus_up="); putu(cpus_up); putc('\n');
         finish(false, "ap-startup");
     }
+    if (scenario == SC_VBLK) vblk_setup();
     go = 1;
     run_scenario(0);
     for (uint32_t c = 1; c < ncpus; c++)
         while (!READ_ONCE(result[c].done)) pause();
     report();
+    if (scenario == SC_VBLK) vblk_finish();
 
     bool ok = true;
     for (uint32_t c = 0; c < ncpus; c++) {
