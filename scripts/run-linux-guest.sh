@@ -14,6 +14,9 @@
 #   --disk FILE       raw disk image for virtio-blk (default: a fresh sparse
 #                     file of --disk-size in a temp dir, deleted afterwards)
 #   --disk-size SIZE  default 256M
+#   --format FMT      -drive format= of --disk (default raw; qcow2 for savevm)
+#   --drive STR       the whole -drive option instead (id=d0), e.g.
+#                     "driver=null-co,size=256M,read-zeroes=on,if=none,id=d0"
 #   --cache MODE      -drive cache= (default none, i.e. O_DIRECT on the host)
 #   --aio MODE        -drive aio= (default threads)
 #   --blk-opts STR    appended to the -device virtio-blk-pci,drive=d0 string,
@@ -33,10 +36,10 @@
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-qemu="" accel=tcg smp=1 mem=1G machine=pc disk="" disk_size=256M cache=none aio=threads
+qemu="" accel=tcg smp=1 mem=1G machine=pc disk="" disk_size=256M cache=none aio=threads fmt=raw drive=""
 blkopts="" kappend="" timeout_s=300 log="" images=$top/out/guest/linux verbose=0
 
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "run-linux-guest: $*" >&2; exit 2; }
 
 scen=""
@@ -50,6 +53,8 @@ while [ $# -gt 0 ]; do
     --machine)   machine=$2; shift 2 ;;
     --disk)      disk=$2; shift 2 ;;
     --disk-size) disk_size=$2; shift 2 ;;
+    --format)    fmt=$2; shift 2 ;;
+    --drive)     drive=$2; shift 2 ;;
     --cache)     cache=$2; shift 2 ;;
     --aio)       aio=$2; shift 2 ;;
     --blk-opts)  blkopts=$2; shift 2 ;;
@@ -99,16 +104,19 @@ cleanup() {
 }
 trap cleanup EXIT
 [ -n "$log" ] || log=$tmp/console.log
-if [ -z "$disk" ]; then
-    disk=$tmp/disk.raw
-    truncate -s "$disk_size" "$disk" || die "cannot create $disk"
-    made_disk=$disk
-fi
-disk=$(readlink -f "$disk")
-[ -f "$disk" ] || [ -b "$disk" ] || die "disk $disk does not exist"
-# cache=none opens the image with O_DIRECT: check that its filesystem allows it
-if [ "$cache" = none ] && ! dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then
-    die "$disk does not support O_DIRECT (tmpfs?): use another directory or --cache writeback"
+if [ -z "$drive" ]; then
+    if [ -z "$disk" ]; then
+        disk=$tmp/disk.raw
+        truncate -s "$disk_size" "$disk" || die "cannot create $disk"
+        made_disk=$disk
+    fi
+    disk=$(readlink -f "$disk")
+    [ -f "$disk" ] || [ -b "$disk" ] || die "disk $disk does not exist"
+    # cache=none opens the image with O_DIRECT: check that its filesystem allows it
+    if [ "$cache" = none ] && ! dd if="$disk" of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then
+        die "$disk does not support O_DIRECT (tmpfs?): use another directory or --cache writeback"
+    fi
+    drive="file=$disk,if=none,id=d0,format=$fmt,cache=$cache,aio=$aio"
 fi
 
 # smoke checks the vCPU count: tell it what to expect
@@ -121,7 +129,7 @@ cmd=("$qemu" -M "$machine" -accel "$accel_arg" -smp "$smp" -m "$mem"
      -nographic -no-reboot -nic none
      -kernel "$images/vmlinuz" -initrd "$images/initramfs.cpio.gz"
      -append "$append"
-     -drive "file=$disk,if=none,id=d0,format=raw,cache=$cache,aio=$aio"
+     -drive "$drive"
      -device "virtio-blk-pci,drive=d0$blkopts"
      -pidfile "$tmp/qemu.pid"
      "${extra[@]}")
