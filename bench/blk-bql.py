@@ -168,10 +168,15 @@ def matrix(a):
             b = argparse.Namespace(**vars(a))
             b.guest, b.accel, b.irq, b.build, b.mode = guest, accel, irq, build, mode
             b.sites = build == 'patched'
-            try:
-                r = measure(b)
-            except Exception as e:
-                print(f'!! {guest} {accel} {irq} {build} {mode}: {e!r}', file=sys.stderr)
+            r = None
+            for attempt in range(3):       # QMP sometimes fails to connect
+                try:
+                    r = measure(b)
+                    break
+                except Exception as e:
+                    print(f'!! {guest} {accel} {irq} {build} {mode} '
+                          f'(try {attempt + 1}): {e!r}', file=sys.stderr)
+            if r is None:
                 continue
             runs.append(r)
             print(f"{guest} {accel} {irq} {build} {mode}: reqs={r['reqs']} "
