@@ -98,6 +98,25 @@ class Guest:
         self.finish()
 
 
+class CaseFailed(Exception):
+    """A case cannot go on: QEMU has been told to quit."""
+    def __init__(self, why, guest):
+        super().__init__(why)
+        self.why, self.guest = why, guest
+
+
+def need(g, ok, why):
+    if not ok:
+        g.quit()
+        raise CaseFailed(why, g)
+
+
+def hmp_ok(g, line):
+    """Run an HMP command that prints nothing when it succeeds."""
+    r = g.hmp(line).strip()
+    need(g, not r, f'{line.split()[0]}: {r}')
+
+
 def case_stop_cont(a, tmp, disk):
     g = Guest(a, tmp, disk, 'raw')
     n = 0
@@ -116,9 +135,7 @@ def case_stop_cont(a, tmp, disk):
 def case_reset(a, tmp, disk):
     # run-linux-guest.sh passes -no-reboot: let this reset reboot.
     g = Guest(a, tmp, disk, 'raw', ['-action', 'reboot=reset'])
-    if not g.wait_writes(4000):
-        g.quit()
-        return False, 'no-writes', g
+    need(g, g.wait_writes(4000), 'no-writes')
     g.mon.cmd('system_reset')
     return g.finish(), 'reset-during-randwrite', g
 
@@ -128,30 +145,18 @@ def case_savevm(a, tmp, disk):
     subprocess.run([os.path.join(os.path.dirname(a.qemu), 'qemu-img'), 'create',
                     '-q', '-f', 'qcow2', q, '256M'], check=True)
     g = Guest(a, tmp, q, 'qcow2')
-    if not g.wait_writes(4000):
-        g.quit()
-        return False, 'no-writes', g
-    r = g.hmp('savevm snap1')
-    if r.strip():
-        g.quit()
-        return False, f'savevm: {r.strip()}', g
+    need(g, g.wait_writes(4000), 'no-writes')
+    hmp_ok(g, 'savevm snap1')
     at = g.writes()
-    if not g.wait_writes(at + 3000):
-        g.quit()
-        return False, 'no-writes-after-savevm', g
-    r = g.hmp('loadvm snap1')
-    if r.strip():
-        g.quit()
-        return False, f'loadvm: {r.strip()}', g
+    need(g, g.wait_writes(at + 3000), 'no-writes-after-savevm')
+    hmp_ok(g, 'loadvm snap1')
     return g.finish(), f'snapshot_at_writes={at}', g
 
 
 def case_migrate(a, tmp, disk):
     state = f'{tmp}/vm.state'
     g = Guest(a, tmp, disk, 'raw')
-    if not g.wait_writes(4000):
-        g.quit()
-        return False, 'no-writes', g
+    need(g, g.wait_writes(4000), 'no-writes')
     g.mon.cmd('migrate', uri=f'file:{state}')
     end = time.monotonic() + 60
     status = ''
@@ -264,6 +269,8 @@ def main():
             continue
         try:
             ok, why, g = CASES[name](a, tmp, disk)
+        except CaseFailed as e:
+            ok, why, g = False, e.why, e.guest
         except Exception as e:
             ok, why, g = False, f'exception:{type(e).__name__}', None
         wall = time.monotonic() - t0
