@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """virtio-blk IOPS and host CPU per I/O: main loop, IOThread, x-dedicated-iothread.
 
-    bench/blk-iops.py [--reps N] [--smp N] [--out PREFIX]
+    bench/blk-iops.py [--reps N] [--smp N] [--depths 1,32] [--out PREFIX]
 
 The Linux guest (TCG, one fio job per vCPU, 4 KiB, libaio... io_uring)
 runs randwrite then time-based randread on a null-co disk and on a raw
@@ -110,12 +110,14 @@ def main():
     ap.add_argument('--reps', type=int, default=int(os.environ.get('REPS', 5)))
     ap.add_argument('--smp', type=int, default=2)
     ap.add_argument('--out', default=f'{TOP}/bench/results/blk-iops')
+    ap.add_argument('--depths', default='1,32', help='comma-separated iodepths')
     a = ap.parse_args()
+    depths = [int(d) for d in a.depths.split(',')]
     runs = []
     for rep in range(a.reps):
         order = CONFIGS if rep % 2 == 0 else CONFIGS[::-1]
         for backend in ('null', 'tmpfs'):
-            for depth in (1, 32):
+            for depth in depths:
                 for config in order:
                     try:
                         r = run_one(config, backend, depth, a.smp)
@@ -134,7 +136,7 @@ def main():
         f.write('| backend | qd | phase | config | IOPS | CPU µs/IO | / base-mainloop | '
                 '/ base-iothread |\n|---|---|---|---|---|---|---|---|\n')
         for backend in ('null', 'tmpfs'):
-            for depth in (1, 32):
+            for depth in depths:
                 for phase in ('randwrite', 'randread'):
                     def vals(c, key='iops'):
                         return [r[phase][key] for r in runs if r['config'] == c and
