@@ -42,6 +42,8 @@ bench: tree build guests
 	$(MAKE) -C bench/floor
 	bench/bench.py
 	bench/latency.py
+	bench/blk-bql.py --matrix bench/results/blk-bql
+	bench/blk-iops.py
 
 clean:
 	rm -rf out qemu/build qemu-base/build
