@@ -132,7 +132,10 @@ def steady_and_count(a, tmp, mon, guest, reader, out):
         mon.cmd('quit')
     except Exception:
         pass
-    mon.close()
+    try:
+        mon.close()
+    except EOFError:
+        pass                # QEMU quit and closed the socket first
     guest.wait()
     reader.join(5)
     reqs = (r1[0] - r0[0]) + (r1[1] - r0[1])
@@ -169,7 +172,7 @@ def matrix(a):
             b.guest, b.accel, b.irq, b.build, b.mode = guest, accel, irq, build, mode
             b.sites = build == 'patched'
             r = None
-            for attempt in range(3):       # QMP sometimes fails to connect
+            for attempt in range(3):
                 try:
                     r = measure(b)
                     break
