@@ -205,6 +205,15 @@ def scenarios():
                                args=f'hammer target={target} secs={SECS}',
                                count_args=f'hammer target={target} secs={SECS + 3}',
                                metric='rate', unit='accesses/s', floor=False))
+        # The standard VGA's legacy window: reads (writes are coalesced
+        # under KVM), four byte callbacks per 32-bit read.
+        for smp in (1, 2):
+            target = 'mmio:0xa0000 op=read32'
+            sc.append(dict(name='hammer-vga-lowmem', accel=accel, smp=smp,
+                           kind='tiny', qemu=['-device', 'VGA'],
+                           args=f'hammer target={target} secs={SECS}',
+                           count_args=f'hammer target={target} secs={SECS + 3}',
+                           metric='rate', unit='accesses/s', floor=False))
         kvm = accel == 'kvm'
         # count_args: long enough (>= 3 s) for the BQL-counting run, whose
         # window is 1.5-2.5 s after start.
