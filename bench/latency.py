@@ -12,10 +12,10 @@ REPS times each:
     management tools poll (libvirt, for vCPU thread ids and halted state),
     and each command holds the BQL in the main loop while it runs; back to
     back, the main loop holds the BQL most of the time.
-Regions: pc-testdev's port and MMIO buffer and the RTC (an index/data
-pair; converted: a device lock), port 0x80 (BQL) and the ACPI PM timer
-(lock-free), for reference.  BENCH_ONLY=NAME,... keeps some of them.
-The goal for a converted region: busy p99 <= 1.1x idle p99.
+Regions: pc-testdev's port and MMIO buffer, the RTC (an index/data pair)
+and the VGA's legacy window (converted: a device lock), port 0x80 (BQL)
+and the ACPI PM timer (lock-free), for reference.  BENCH_ONLY=NAME,...
+keeps some of them.  The goal for a converted region: busy p99 <= 1.1x idle p99.
 
 Output: bench/results/latency.json and latency.md (BENCH_OUT=PREFIX to
 change), medians over the runs with min-max.
@@ -34,6 +34,7 @@ TARGETS = [
     ('testdev-port', 'port:0xe0 op=outl', ['-device', 'pc-testdev']),
     ('testdev-mmio', 'mmio:0xff000000 op=read32', ['-device', 'pc-testdev']),
     ('rtc', 'rtc', []),
+    ('vga-lowmem', 'mmio:0xa0000 op=read32', ['-device', 'VGA']),
     ('port80', 'port80', []),
     ('pmtimer', 'pmtimer', []),
 ]

@@ -178,6 +178,18 @@ guests() {
             # kvm_pvm delivers an IPI to a spinning vCPU only at the end of an
             # emulation batch (tens of ms): few rounds.
             tiny "$build-$accel-smp2-ipi" "$bin" $accel 2 ipi count=20
+            # The VGA window from every vCPU (planar write, read back
+            # through the latches); under KVM its writes go through the
+            # coalesced ring, flushed into the device lock.  A smoke test
+            # of the locking: a lock-free window passed it too.
+            for smp in 2 4; do
+                tiny "$build-$accel-smp$smp-vga" "$bin" $accel $smp \
+                    hammer target=vga count=20000 -- -device VGA
+            done
+            if [ $build = patched ]; then
+                tiny "$build-$accel-smp4-vga-bql" "$bin" $accel 4 \
+                    hammer target=vga count=20000 -- -device VGA,x-unlocked-dispatch=off
+            fi
         done
         tiny "$build-kvm-q35-smp2-pmtimer" "$bin" kvm 2 --machine q35 hammer target=pmtimer count=5000 2>/dev/null
     done

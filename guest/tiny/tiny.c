@@ -12,7 +12,8 @@
  *                                     (virtio-blk-pci I/O, one queue per vCPU:
  *                                      vblk.c documents its keys and lines)
  * Named targets: port80 (outb 0x80), pmtimer (inl PMBASE+8), hpet (counter),
- * rtc (index 0x0a at 0x70, read 0x71, checks the UIP protocol).
+ * rtc (index 0x0a at 0x70, read 0x71, checks the UIP protocol), vga (planar
+ * write and read-back at a byte of each vCPU's own; needs -device VGA).
  *
  * Output lines (all on the BSP, after every vCPU is done):
  *   TINY start cpus=N scenario=S ... tsc_khz=K
@@ -259,8 +260,9 @@ static void delay_us(uint32_t us)
 }
 
 /* ---- hammer ---- */
-enum op { OP_INB, OP_INW, OP_INL, OP_OUTB, OP_OUTW, OP_OUTL, OP_READ32, OP_WRITE32, OP_RTC };
-enum check { CHECK_NONE, CHECK_PMTIMER, CHECK_HPET, CHECK_RTC };
+enum op { OP_INB, OP_INW, OP_INL, OP_OUTB, OP_OUTW, OP_OUTL, OP_READ32, OP_WRITE32, OP_RTC,
+          OP_VGA };
+enum check { CHECK_NONE, CHECK_PMTIMER, CHECK_HPET, CHECK_RTC, CHECK_VGA };
 static struct {
     enum op op;
     enum check check;
@@ -269,7 +271,37 @@ static struct {
     const char *name;
 } hm;
 
-static inline uint32_t access_once(void)
+/*
+ * target=vga: planar VGA memory (a -device VGA, in write mode 0 with every
+ * plane enabled) from every vCPU, each at its own byte: write it, read
+ * plane 0 back.  The read goes through the device-wide latch register,
+ * so a device that let two reads interleave would return another vCPU's
+ * byte.  1 if the byte read back is the one written.
+ */
+#define VGA_WINDOW 0xa0000u
+static inline uint32_t vga_rw(uint32_t me)
+{
+    volatile uint8_t *p = (volatile uint8_t *)(VGA_WINDOW + 16 * me);
+    uint8_t v = (uint8_t)(*p + 1);
+
+    *p = v;
+    return *p == v;
+}
+
+static void vga_setup(void)
+{
+    static const uint8_t seq[][2] = { {4, 0x06}, {2, 0x0f} };
+    static const uint8_t gfx[][2] = { {5, 0x00}, {6, 0x05}, {8, 0xff}, {4, 0x00} };
+
+    for (unsigned i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        outb(0x3c4, seq[i][0]); outb(0x3c5, seq[i][1]);
+    }
+    for (unsigned i = 0; i < sizeof(gfx) / sizeof(gfx[0]); i++) {
+        outb(0x3ce, gfx[i][0]); outb(0x3cf, gfx[i][1]);
+    }
+}
+
+static inline uint32_t access_once(uint32_t me)
 {
     switch (hm.op) {
     case OP_INB: return inb(hm.addr);
@@ -281,15 +313,18 @@ static inline uint32_t access_once(void)
     case OP_READ32: return mmio_read32(hm.addr);
     case OP_WRITE32: mmio_write32(hm.addr, hm.val); return 0;
     case OP_RTC: outb(0x70, 0x0a); return inb(0x71);
+    case OP_VGA: return vga_rw(me);
     }
     return 0;
 }
 
-/* One unrolled run of @n accesses of the chosen kind, no bookkeeping. */
+/* One unrolled run of @n accesses of the chosen kind; the failed checks. */
 #define RUN_LOOP(expr) do { for (uint32_t i = n; i; i--) { expr; } } while (0)
-static void access_run(uint32_t n)
+static uint32_t access_run(uint32_t n, uint32_t me)
 {
     uint16_t p = hm.addr;
+    uint32_t bad = 0;
+
     switch (hm.op) {
     case OP_INB: RUN_LOOP(inb(p)); break;
     case OP_INW: RUN_LOOP(inw(p)); break;
@@ -300,7 +335,9 @@ static void access_run(uint32_t n)
     case OP_READ32: RUN_LOOP(mmio_read32(hm.addr)); break;
     case OP_WRITE32: RUN_LOOP(mmio_write32(hm.addr, hm.val)); break;
     case OP_RTC: RUN_LOOP(outb(0x70, 0x0a); inb(0x71)); break;
+    case OP_VGA: RUN_LOOP(bad += !vga_rw(me)); break;
     }
+    return bad;
 }
 
 /*
@@ -340,6 +377,9 @@ static bool value_ok(uint32_t v, uint32_t *last, bool first)
     case CHECK_RTC:         /* status A: divider bits as the RTC reset them */
         if ((v & 0x70) != 0x20) return false;
         break;
+    case CHECK_VGA:         /* vga_rw() read back what it wrote */
+        if (!v) return false;
+        break;
     case CHECK_NONE:
         break;
     }
@@ -355,9 +395,9 @@ static void hammer(uint32_t me)
     bool first = true;
 
     for (;;) {
-        access_run(SAMPLE_EVERY - 1);
+        r->errors += access_run(SAMPLE_EVERY - 1, me);
         uint64_t a = rdtsc();
-        uint32_t v = access_once();
+        uint32_t v = access_once(me);
         now = rdtsc();
         r->hist[bucket_of(now - a)]++;
         if (!value_ok(v, &last, first)) r->errors++;
@@ -384,6 +424,9 @@ static bool hammer_setup(void)
         mmio_write32(HPET_BASE + 0x10, mmio_read32(HPET_BASE + 0x10) | 1);
     } else if (arg_is("target", "rtc")) {
         hm.name = "rtc"; hm.op = OP_RTC; hm.check = CHECK_RTC;
+    } else if (arg_is("target", "vga")) {
+        hm.name = "vga"; hm.op = OP_VGA; hm.check = CHECK_VGA;
+        vga_setup();
     } else if (streq_n(t, "port:", 5) || streq_n(t, "mmio:", 5)) {
         bool port = t[0] == 'p';
         hm.name = t;
