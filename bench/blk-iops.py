@@ -2,6 +2,7 @@
 """virtio-blk IOPS and host CPU per I/O: main loop, IOThread, x-dedicated-iothread.
 
     bench/blk-iops.py [--reps N] [--smp N] [--depths 1,32] [--out PREFIX]
+    bench/blk-iops.py --plot-only PREFIX     (PREFIX.svg from PREFIX.json)
 
 The Linux guest (TCG, one fio job per vCPU, 4 KiB, libaio... io_uring)
 runs randwrite then time-based randread on a null-co disk and on a raw
@@ -14,9 +15,10 @@ host CPU time of the whole QEMU process per I/O (utime + stime from
   base-iothread      unpatched, -object iothread + iothread=
   patched-iothread   the series, iothread=
   patched-dedicated  the series, x-dedicated-iothread=on
-Writes PREFIX.json and PREFIX.md (default bench/results/blk-iops):
-median (min-max) of the repetitions, and the ratios to base-mainloop and
-base-iothread.  No data is checked here (verify=0): scripts/blk-integrity.py
+Writes PREFIX.json, PREFIX.md (default bench/results/blk-iops): median
+(min-max) of the repetitions, and the ratios to base-mainloop and
+base-iothread; and PREFIX.svg, the medians as bars with min-max error
+bars (gnuplot).  No data is checked here (verify=0): scripts/blk-integrity.py
 and the guests' own checks do that.
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, threading, time
@@ -105,13 +107,51 @@ def med(xs):
     return statistics.median(xs), min(xs), max(xs)
 
 
+def plot(runs, out):
+    """@out.svg: IOPS per backend, depth and phase, one bar per config."""
+    groups = sorted({(r['backend'], r['depth']) for r in runs})
+    rows = []
+    for backend, depth in groups:
+        for phase in ('randwrite', 'randread'):
+            cells = []
+            for c in CONFIGS:
+                v = [r[phase]['iops'] for r in runs if r['config'] == c and
+                     r['backend'] == backend and r['depth'] == depth]
+                cells += list(med(v)) if v else ['NaN'] * 3
+            rows.append(f'"{backend} qd{depth} {phase}" ' + ' '.join(map(str, cells)))
+    with open(f'{out}.dat', 'w') as f:
+        f.write('\n'.join(rows) + '\n')
+    cols = ', '.join(f"'{out}.dat' using {2 + 3 * i}:{3 + 3 * i}:{4 + 3 * i}"
+                     f"{':xtic(1)' if i == 0 else ''} title '{c}'"
+                     for i, c in enumerate(CONFIGS))
+    script = f"""set terminal svg size 1000,480 dynamic
+set output '{out}.svg'
+set title 'virtio-blk IOPS (median, min-max), Linux guest under TCG, 2 vCPUs, 2 host cores'
+set style data histograms
+set style histogram errorbars gap 2 lw 1
+set style fill solid 0.6 border -1
+set ylabel 'IOPS'
+set yrange [0:*]
+set key below horizontal
+set xtics rotate by -20
+plot {cols}
+"""
+    subprocess.run(['gnuplot'], input=script, text=True, check=True)
+    os.unlink(f'{out}.dat')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--reps', type=int, default=int(os.environ.get('REPS', 5)))
     ap.add_argument('--smp', type=int, default=2)
     ap.add_argument('--out', default=f'{TOP}/bench/results/blk-iops')
     ap.add_argument('--depths', default='1,32', help='comma-separated iodepths')
+    ap.add_argument('--plot-only', metavar='PREFIX',
+                    help='only draw PREFIX.svg from PREFIX.json')
     a = ap.parse_args()
+    if a.plot_only:
+        plot(json.load(open(f'{a.plot_only}.json')), a.plot_only)
+        return
     depths = [int(d) for d in a.depths.split(',')]
     runs = []
     for rep in range(a.reps):
@@ -158,6 +198,7 @@ def main():
                         f.write(f'| {backend} | {depth} | {phase} | {c} | {i[0]:.0f} '
                                 f'({i[1]:.0f}-{i[2]:.0f}) | {c_[0]:.0f} ({c_[1]:.0f}-{c_[2]:.0f}) | '
                                 f'{ratio(c, "base-mainloop")} | {ratio(c, "base-iothread")} |\n')
+    plot(runs, a.out)
     print(open(f'{a.out}.md').read())
 
 
