@@ -35,7 +35,7 @@ check: tree build guests
 check-bisect: tree guests
 	scripts/check-bisect.sh
 
-check-tsan: tree build
+check-tsan: tree build guests
 	scripts/check-tsan.sh
 
 bench: tree build guests
