@@ -288,10 +288,16 @@ static inline uint32_t vga_rw(uint32_t me)
     return *p == v;
 }
 
-static void vga_setup(void)
+/*
+ * Planar mode, every plane enabled.  False if 0xa0000 does not behave as
+ * planar VGA memory: without a VGA, it is plain RAM on pc and vga_rw()
+ * would pass without reaching any device.
+ */
+static bool vga_setup(void)
 {
     static const uint8_t seq[][2] = { {4, 0x06}, {2, 0x0f} };
     static const uint8_t gfx[][2] = { {5, 0x00}, {6, 0x05}, {8, 0xff}, {4, 0x00} };
+    volatile uint8_t *p = (volatile uint8_t *)VGA_WINDOW;
 
     for (unsigned i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
         outb(0x3c4, seq[i][0]); outb(0x3c5, seq[i][1]);
@@ -299,6 +305,12 @@ static void vga_setup(void)
     for (unsigned i = 0; i < sizeof(gfx) / sizeof(gfx[0]); i++) {
         outb(0x3ce, gfx[i][0]); outb(0x3cf, gfx[i][1]);
     }
+    outb(0x3c4, 2); outb(0x3c5, 0x01);      /* plane 0 only */
+    *p = 0x11;
+    outb(0x3c5, 0x02);                      /* plane 1 only */
+    *p = 0x22;
+    outb(0x3c5, 0x0f);
+    return *p == 0x11;                      /* read plane 0 */
 }
 
 static inline uint32_t access_once(uint32_t me)
@@ -426,7 +438,7 @@ static bool hammer_setup(void)
         hm.name = "rtc"; hm.op = OP_RTC; hm.check = CHECK_RTC;
     } else if (arg_is("target", "vga")) {
         hm.name = "vga"; hm.op = OP_VGA; hm.check = CHECK_VGA;
-        vga_setup();
+        if (!vga_setup()) finish(false, "vga-not-planar");
     } else if (streq_n(t, "port:", 5) || streq_n(t, "mmio:", 5)) {
         bool port = t[0] == 'p';
         hm.name = t;
