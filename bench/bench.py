@@ -214,6 +214,15 @@ def scenarios():
                            args=f'hammer target={target} secs={SECS}',
                            count_args=f'hammer target={target} secs={SECS + 3}',
                            metric='rate', unit='accesses/s', floor=False))
+        # The local APIC's TPR, each vCPU its own APIC behind one MMIO
+        # page: a write and two reads per access counted.  KVM's in-kernel
+        # APIC answers without QEMU: TCG only.
+        if accel == 'tcg':
+            for smp in (1, 2):
+                sc.append(dict(name='hammer-apic-tpr', accel=accel, smp=smp,
+                               kind='tiny', args=f'hammer target=apic secs={SECS}',
+                               count_args=f'hammer target=apic secs={SECS + 3}',
+                               metric='rate', unit='TPR write+read/s', floor=False))
         kvm = accel == 'kvm'
         # count_args: long enough (>= 3 s) for the BQL-counting run, whose
         # window is 1.5-2.5 s after start.

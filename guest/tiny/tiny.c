@@ -13,7 +13,8 @@
  *                                      vblk.c documents its keys and lines)
  * Named targets: port80 (outb 0x80), pmtimer (inl PMBASE+8), hpet (counter),
  * rtc (index 0x0a at 0x70, read 0x71, checks the UIP protocol), vga (planar
- * write and read-back at a byte of each vCPU's own; needs -device VGA).
+ * write and read-back at a byte of each vCPU's own; needs -device VGA), apic
+ * (write and read back the vCPU's own local APIC's TPR: MMIO at 0xfee00080).
  *
  * Output lines (all on the BSP, after every vCPU is done):
  *   TINY start cpus=N scenario=S ... tsc_khz=K
@@ -261,8 +262,8 @@ static void delay_us(uint32_t us)
 
 /* ---- hammer ---- */
 enum op { OP_INB, OP_INW, OP_INL, OP_OUTB, OP_OUTW, OP_OUTL, OP_READ32, OP_WRITE32, OP_RTC,
-          OP_VGA };
-enum check { CHECK_NONE, CHECK_PMTIMER, CHECK_HPET, CHECK_RTC, CHECK_VGA };
+          OP_VGA, OP_APIC };
+enum check { CHECK_NONE, CHECK_PMTIMER, CHECK_HPET, CHECK_RTC, CHECK_READBACK };
 static struct {
     enum op op;
     enum check check;
@@ -313,6 +314,21 @@ static bool vga_setup(void)
     return *p == 0x11;                      /* read plane 0 */
 }
 
+/*
+ * target=apic: the local APIC's TPR, of which every vCPU has its own
+ * behind the one MMIO page at 0xfee00000: write the next value, read it
+ * back.  A device that served a vCPU from another vCPU's APIC would
+ * return that one's.  1 if the TPR reads back what was written.  (The
+ * hammer runs with interrupts off, so the TPR masks nothing it needs.)
+ */
+static inline uint32_t apic_rw(void)
+{
+    uint32_t v = (lapic_read(0x80) + 1) & 0xff;
+
+    lapic_write(0x80, v);
+    return lapic_read(0x80) == v;
+}
+
 static inline uint32_t access_once(uint32_t me)
 {
     switch (hm.op) {
@@ -326,6 +342,7 @@ static inline uint32_t access_once(uint32_t me)
     case OP_WRITE32: mmio_write32(hm.addr, hm.val); return 0;
     case OP_RTC: outb(0x70, 0x0a); return inb(0x71);
     case OP_VGA: return vga_rw(me);
+    case OP_APIC: return apic_rw();
     }
     return 0;
 }
@@ -348,6 +365,7 @@ static uint32_t access_run(uint32_t n, uint32_t me)
     case OP_WRITE32: RUN_LOOP(mmio_write32(hm.addr, hm.val)); break;
     case OP_RTC: RUN_LOOP(outb(0x70, 0x0a); inb(0x71)); break;
     case OP_VGA: RUN_LOOP(bad += !vga_rw(me)); break;
+    case OP_APIC: RUN_LOOP(bad += !apic_rw()); break;
     }
     return bad;
 }
@@ -389,7 +407,7 @@ static bool value_ok(uint32_t v, uint32_t *last, bool first)
     case CHECK_RTC:         /* status A: divider bits as the RTC reset them */
         if ((v & 0x70) != 0x20) return false;
         break;
-    case CHECK_VGA:         /* vga_rw() read back what it wrote */
+    case CHECK_READBACK:    /* vga_rw(), apic_rw(): read back what was written */
         if (!v) return false;
         break;
     case CHECK_NONE:
@@ -437,8 +455,10 @@ static bool hammer_setup(void)
     } else if (arg_is("target", "rtc")) {
         hm.name = "rtc"; hm.op = OP_RTC; hm.check = CHECK_RTC;
     } else if (arg_is("target", "vga")) {
-        hm.name = "vga"; hm.op = OP_VGA; hm.check = CHECK_VGA;
+        hm.name = "vga"; hm.op = OP_VGA; hm.check = CHECK_READBACK;
         if (!vga_setup()) finish(false, "vga-not-planar");
+    } else if (arg_is("target", "apic")) {
+        hm.name = "apic"; hm.op = OP_APIC; hm.check = CHECK_READBACK;
     } else if (streq_n(t, "port:", 5) || streq_n(t, "mmio:", 5)) {
         bool port = t[0] == 'p';
         hm.name = t;
