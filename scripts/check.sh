@@ -179,18 +179,10 @@ guests() {
             # emulation batch (tens of ms): few rounds.
             tiny "$build-$accel-smp2-ipi" "$bin" $accel 2 ipi count=20
             # The userspace local APIC (TCG; KVM's is in the kernel): each
-            # vCPU's own TPR through the one MMIO page, IPIs among 4 vCPUs,
-            # with the APIC's flag on (default) and off.
+            # vCPU's own TPR through the one MMIO page, IPIs among 4 vCPUs.
             if [ $accel = tcg ]; then
-                local apic_opts=("")
-                [ $build = patched ] && apic_opts+=("-global apic.x-unlocked-dispatch=off")
-                local o sfx
-                for o in "${apic_opts[@]}"; do
-                    sfx=${o:+-apic-bql}
-                    tiny "$build-tcg-smp4-apic$sfx" "$bin" tcg 4 \
-                        hammer target=apic count=20000 -- $o
-                    tiny "$build-tcg-smp4-ipi$sfx" "$bin" tcg 4 ipi count=20 -- $o
-                done
+                tiny "$build-tcg-smp4-apic" "$bin" tcg 4 hammer target=apic count=20000
+                tiny "$build-tcg-smp4-ipi" "$bin" tcg 4 ipi count=20
             fi
             # The VGA window from every vCPU (planar write, read back
             # through the latches); under KVM its writes go through the
@@ -231,13 +223,6 @@ guests() {
             done
         done
     done
-    # MSI-X completion from an IOThread with the APIC under the BQL (TCG).
-    rm -f "$img" && truncate -s 64M "$img"
-    tiny "patched-tcg-smp2-vblk-msix-iothread-apic-bql" "$Q" tcg 2 \
-        vblk irq=msix count=4000 depth=4 -- \
-        -global apic.x-unlocked-dispatch=off -object iothread,id=io0 \
-        -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=threads \
-        -device virtio-blk-pci,drive=d0,iothread=io0
     rm -f "$img"
     # Data integrity of an x-dedicated-iothread disk across stop/cont,
     # reset, savevm/loadvm, migration to a file (Linux, TCG), SIGKILL after
