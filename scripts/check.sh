@@ -184,6 +184,13 @@ guests() {
                 tiny "$build-tcg-smp4-apic" "$bin" tcg 4 hammer target=apic count=20000
                 tiny "$build-tcg-smp4-ipi" "$bin" tcg 4 ipi count=20
             fi
+            # The series' APIC back under the BQL (x-unlocked-dispatch=off).
+            if [ $accel = tcg ] && [ $build = patched ]; then
+                tiny "$build-tcg-smp4-apic-bql" "$bin" tcg 4 \
+                    hammer target=apic count=20000 -- -global apic.x-unlocked-dispatch=off
+                tiny "$build-tcg-smp4-ipi-bql" "$bin" tcg 4 \
+                    ipi count=20 -- -global apic.x-unlocked-dispatch=off
+            fi
             # The VGA window from every vCPU (planar write, read back
             # through the latches); under KVM its writes go through the
             # coalesced ring, flushed into the device lock.  A smoke test
@@ -223,6 +230,13 @@ guests() {
             done
         done
     done
+    # MSI-X completion from an IOThread with the series' APIC under the BQL.
+    rm -f "$img" && truncate -s 64M "$img"
+    tiny "patched-tcg-smp2-vblk-msix-iothread-apic-bql" "$Q" tcg 2 \
+        vblk irq=msix count=4000 depth=4 -- \
+        -object iothread,id=io0 \
+        -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=threads \
+        -device virtio-blk-pci,drive=d0,iothread=io0 -global apic.x-unlocked-dispatch=off
     rm -f "$img"
     # Data integrity of an x-dedicated-iothread disk across stop/cont,
     # reset, savevm/loadvm, migration to a file (Linux, TCG), SIGKILL after
