@@ -11,7 +11,7 @@
 # of its stacks runs through code that the series adds or converts (the
 # functions and files listed in $ours below: dispatch locks, cpu->lock,
 # the KVM and MTTCG vCPU loops, pc-testdev, the RTC, virtio-pci's notify,
-# the VGA window); the others are upstream races, counted
+# the VGA window, the local APIC); the others are upstream races, counted
 # and listed by their first QEMU frame in out/tsan/summary.txt.
 # glib is not built with TSan here, so races through GMutex/GCond would be
 # false positives; QEMU's own locks are pthread ones, which TSan sees.
@@ -118,6 +118,9 @@ tiny_tsan kvm-vblk-dedicated kvm 2 vblk irq=msix count=300 depth=4 -- "${blk[@]}
 tiny_tsan kvm-vblk-no-ioeventfd kvm 2 vblk irq=poll count=300 depth=4 -- "${blk[@]}" \
     -device virtio-blk-pci,drive=d0,ioeventfd=off
 tiny_tsan tcg-halt tcg 2 halt count=300
+# The userspace local APIC under its own lock (TCG only: KVM's is in the
+# kernel): each vCPU's TPR through the one MMIO page, from 4 vCPUs.
+tiny_tsan tcg-apic tcg 4 hammer target=apic count=20000
 rm -f "$img"
 
 # A report is the series' when the top frames of one of its two accesses
@@ -137,7 +140,8 @@ ours='memory_region_dispatch_(read|write)|dispatch_lock|prepare_mmio_access|'\
 'kvm_cpu_synchronize|do_kvm_cpu_synchronize|kvm_put_vcpu_events|kvm_arch_put_registers|'\
 'cpu_interrupt|generic_handle_interrupt|tcg_handle_interrupt|has_work|'\
 'runstate_(get|is_running|check|set)|pc-testdev\.c|mc146818rtc\.c|'\
-'kvm_flush_coalesced_mmio_buffer|kvm_coalesced_|address_space_write_bql_free'
+'kvm_flush_coalesced_mmio_buffer|kvm_coalesced_|address_space_write_bql_free|'\
+'apic\.c|apic_common\.c|cpu_handle_interrupt|x86_cpu_exec_(halt|interrupt)'
 python3 - "$out" "$ours" "$top/scripts/tsan-known.txt" <<'EOF2'
 import collections, glob, re, sys
 out, ours, known_file = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3]
