@@ -78,6 +78,7 @@ else
     fails=1
 fi
 echo "SKIP: check-tsan: locking-stress-test under tcg (TSan's runtime aborts under TCG here)"
+echo "SKIP: check-tsan: locking-stress-test pc/apic/x-unlocked-dispatch=off (forces TCG; see above)"
 
 # The tiny guest (guest/tiny) on the TSan build: the code that the stress
 # test does not reach.  Under KVM: the VGA window from 4 vCPUs (its lock,
