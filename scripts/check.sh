@@ -161,6 +161,23 @@ integrity() {  # integrity LABEL CASE [blk-integrity.py options...]
         fail "blk-integrity: $label" "see out/check/${log##*/}"
     fi
 }
+# msix_path LABEL WANT: which thread raised the MSI-X completions of the
+# tiny guest's run LABEL (traced into out/check/tiny-LABEL.trace): the
+# IOThread itself (WANT=iothread: virtio_notify_without_bql, at most 1%
+# of them through the main loop, which start-up may use) or the main loop
+# (WANT=main-loop: none without the BQL).
+msix_path() {
+    local label=$1 want=$2 trace=$logdir/tiny-$1.trace direct main
+    direct=$(grep -c '^virtio_notify_without_bql' "$trace" 2>/dev/null)
+    main=$(grep -c '^virtio_notify_irqfd_deferred_fn' "$trace" 2>/dev/null)
+    direct=${direct:-0} main=${main:-0}
+    if { [ "$want" = iothread ] && [ "$direct" -gt 0 ] && [ $((main * 100)) -le "$direct" ]; } ||
+       { [ "$want" = main-loop ] && [ "$direct" -eq 0 ] && [ "$main" -gt 0 ]; }; then
+        pass "msix-path: $label raised by the $want ($direct direct, $main through the main loop)"
+    else
+        fail "msix-path: $label raised by the $want" "$direct direct, $main through the main loop"
+    fi
+}
 guests() {
     echo "== guests"
     local build accel smp
@@ -221,22 +238,34 @@ guests() {
                     [ $mode = iothread ] && dev="$dev,iothread=io0"
                     [ $mode = dedicated ] && dev="$dev,x-dedicated-iothread=on"
                     rm -f "$img" && truncate -s 64M "$img"
-                    tiny "$build-$accel-smp2-vblk-$irq-$mode" "$bin" $accel 2 \
+                    local label=$build-$accel-smp2-vblk-$irq-$mode trc=()
+                    # The series: under TCG (no irqfd) the IOThread sends
+                    # the MSI-X message itself.
+                    [ $build = patched ] && [ $accel = tcg ] && [ $irq = msix ] &&
+                        [ $mode != mainloop ] &&
+                        trc=(-trace virtio_notify_without_bql -trace virtio_notify_irqfd_deferred_fn
+                             -D "$logdir/tiny-$label.trace")
+                    tiny "$label" "$bin" $accel 2 \
                         vblk irq=$irq count=$([ $accel = kvm ] && echo 600 || echo 4000) depth=4 -- \
                         -object iothread,id=io0 \
                         -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=threads \
-                        -device "$dev"
+                        -device "$dev" "${trc[@]}"
+                    [ ${#trc[@]} -gt 0 ] && msix_path "$label" iothread
                 done
             done
         done
     done
     # MSI-X completion from an IOThread with the series' APIC under the BQL.
     rm -f "$img" && truncate -s 64M "$img"
+    # The APIC needs the BQL then, so the main loop raises the interrupts.
     tiny "patched-tcg-smp2-vblk-msix-iothread-apic-bql" "$Q" tcg 2 \
         vblk irq=msix count=4000 depth=4 -- \
         -object iothread,id=io0 \
         -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=threads \
-        -device virtio-blk-pci,drive=d0,iothread=io0 -global apic.x-unlocked-dispatch=off
+        -device virtio-blk-pci,drive=d0,iothread=io0 -global apic.x-unlocked-dispatch=off \
+        -trace virtio_notify_without_bql -trace virtio_notify_irqfd_deferred_fn \
+        -D "$logdir/tiny-patched-tcg-smp2-vblk-msix-iothread-apic-bql.trace"
+    msix_path patched-tcg-smp2-vblk-msix-iothread-apic-bql main-loop
     rm -f "$img"
     # Data integrity of an x-dedicated-iothread disk across stop/cont,
     # reset, savevm/loadvm, migration to a file (Linux, TCG), SIGKILL after
