@@ -11,7 +11,8 @@
 # of its stacks runs through code that the series adds or converts (the
 # functions and files listed in $ours below: dispatch locks, cpu->lock,
 # the KVM and MTTCG vCPU loops, pc-testdev, the RTC, virtio-pci's notify,
-# the VGA window, the local APIC); the others are upstream races, counted
+# the VGA window, the local APIC, MSI-X from an IOThread); the others are
+# upstream races, counted
 # and listed by their first QEMU frame in out/tsan/summary.txt.
 # glib is not built with TSan here, so races through GMutex/GCond would be
 # false positives; QEMU's own locks are pthread ones, which TSan sees.
@@ -128,6 +129,12 @@ tiny_tsan tcg-halt tcg 2 halt count=300
 # kernel): each vCPU's TPR through the one MMIO page.  2 vCPUs: with 4,
 # TSan's runtime died ("nested bug in the same thread") or hung here.
 tiny_tsan tcg-apic tcg 2 hammer target=apic count=2000
+# An IOThread sending its MSI-X completions without the BQL (TCG only:
+# under KVM an irqfd does it): msix_lock, the pending bits, the APIC's
+# MSI window from a thread without a vCPU.
+rm -f "$img" && truncate -s 64M "$img"
+tiny_tsan tcg-vblk-msix-dedicated tcg 2 vblk irq=msix count=300 depth=4 -- "${blk[@]}" \
+    -device virtio-blk-pci,drive=d0,x-dedicated-iothread=on
 rm -f "$img"
 
 # A report is the series' when the top frames of one of its two accesses
@@ -148,7 +155,10 @@ ours='memory_region_dispatch_(read|write)|dispatch_lock|prepare_mmio_access|'\
 'cpu_interrupt|generic_handle_interrupt|tcg_handle_interrupt|has_work|'\
 'runstate_(get|is_running|check|set)|pc-testdev\.c|mc146818rtc\.c|'\
 'kvm_flush_coalesced_mmio_buffer|kvm_coalesced_|address_space_write_bql_free|'\
-'apic\.c|apic_common\.c|cpu_handle_interrupt|x86_cpu_exec_(halt|interrupt)'
+'apic\.c|apic_common\.c|cpu_handle_interrupt|x86_cpu_exec_(halt|interrupt)|'\
+'msix\.c|pci_msi_trigger_without_bql|address_space_write_bql_free|'\
+'virtio_irq_deferred_fn|virtio_notify_vector_without_bql|virtio_pci_notify_without_bql|'\
+'virtio_queue_set_vector|virtio_queue_set_guest_notifier_fd_handler'
 python3 - "$out" "$ours" "$top/scripts/tsan-known.txt" <<'EOF2'
 import collections, glob, re, sys
 out, ours, known_file = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3]
