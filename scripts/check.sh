@@ -178,6 +178,31 @@ msix_path() {
         fail "msix-path: $label raised by the $want" "$direct direct, $main through the main loop"
     fi
 }
+# x-dedicated-iothread on another transport: virtio-mmio (microvm).  The
+# IOThread is created and listed, and the conflict with iothread= is an
+# error there too.  No guest I/O: the tiny guest's driver is PCI only.
+mmio_dedicated() {
+    local log=$logdir/mmio-dedicated.log img=$logdir/mmio.img
+    local args=(-M microvm -accel tcg -nodefaults -display none -object iothread,id=io0
+                -drive file="$img",if=none,id=d0,format=raw)
+    rm -f "$img" && truncate -s 16M "$img"
+    printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"query-iothreads"}' \
+        '{"execute":"quit"}' |
+        timeout 60 "$Q" "${args[@]}" -qmp stdio \
+            -device virtio-blk-device,drive=d0,id=vb0,x-dedicated-iothread=on >"$log" 2>&1
+    grep -q '"id": "#iothread-vb0"' "$log" &&
+        pass "virtio-mmio: x-dedicated-iothread creates #iothread-vb0" ||
+        fail "virtio-mmio: x-dedicated-iothread creates #iothread-vb0" "see out/check/${log##*/}"
+    timeout 60 "$Q" "${args[@]}" -S \
+        -device virtio-blk-device,drive=d0,id=vb0,x-dedicated-iothread=on,iothread=io0 \
+        </dev/null >>"$log" 2>&1
+    if [ $? -eq 1 ] && grep -q "x-dedicated-iothread and iothread properties cannot be set" "$log"; then
+        pass "virtio-mmio: x-dedicated-iothread with iothread= is an error"
+    else
+        fail "virtio-mmio: x-dedicated-iothread with iothread= is an error" "see out/check/${log##*/}"
+    fi
+    rm -f "$img"
+}
 guests() {
     echo "== guests"
     local build accel smp
@@ -267,6 +292,7 @@ guests() {
         -D "$logdir/tiny-patched-tcg-smp2-vblk-msix-iothread-apic-bql.trace"
     msix_path patched-tcg-smp2-vblk-msix-iothread-apic-bql main-loop
     rm -f "$img"
+    mmio_dedicated
     # Data integrity of an x-dedicated-iothread disk across stop/cont,
     # reset, savevm/loadvm, migration to a file (Linux, TCG), SIGKILL after
     # a flush and stop/cont (tiny guest, KVM).  stop-cont hung 5 runs in 16
