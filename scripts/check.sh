@@ -291,6 +291,19 @@ guests() {
         -trace virtio_notify_without_bql -trace virtio_notify_irqfd_deferred_fn \
         -D "$logdir/tiny-patched-tcg-smp2-vblk-msix-iothread-apic-bql.trace"
     msix_path patched-tcg-smp2-vblk-msix-iothread-apic-bql main-loop
+    # MSI-X aimed at the HPET (its read-only ID register): a lock-free
+    # region whose callbacks may take the BQL, which an IOThread must never
+    # wait for.  The IOThread must leave every interrupt to the main loop
+    # (with patch 52's rule dropped, it wrote to the HPET itself: 300 of
+    # 300).  The guest finds its completions by its 10 ms timer.
+    rm -f "$img" && truncate -s 64M "$img"
+    tiny "patched-tcg-smp2-vblk-msix-to-hpet" "$Q" tcg 2 \
+        vblk irq=msix msi_addr=0xfed00000 tick=10000 count=200 depth=4 -- \
+        -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=threads \
+        -device virtio-blk-pci,drive=d0,x-dedicated-iothread=on \
+        -trace virtio_notify_without_bql -trace virtio_notify_irqfd_deferred_fn \
+        -D "$logdir/tiny-patched-tcg-smp2-vblk-msix-to-hpet.trace"
+    msix_path patched-tcg-smp2-vblk-msix-to-hpet main-loop
     rm -f "$img"
     mmio_dedicated
     # Data integrity of an x-dedicated-iothread disk across stop/cont,

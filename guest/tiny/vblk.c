@@ -16,6 +16,10 @@
  *   after an MSI-X wake-up, tmr_done= after a wake-up by the timer alone
  *   (a late or lost interrupt), tmr= timer-only wake-ups.  The rest of the
  *   completions were in the ring before the vCPU needed to halt.
+ *   msi_addr=A: every vector's message goes to address A instead of its
+ *   vCPU's APIC (a test of where QEMU may send it: e.g. 0xfed00000, the
+ *   HPET's read-only ID register); completions are then found by the
+ *   timer alone.
  * count: requests per vCPU in the write pass (default 1000); depth: requests
  *   in flight per vCPU, 1..32 (default 4); bs: bytes per request, a multiple
  *   of 512, depth*bs <= 1 MiB (default 4096); seed (default 1); secs=T:
@@ -137,6 +141,7 @@ static volatile uint32_t vb_dying;
 
 static enum { M_RW, M_CHECK, M_FLUSH } vb_mode;
 static bool vb_msix;
+static uint32_t vb_msi_addr;
 static uint32_t vb_tick_us, vb_depth, vb_bs, vb_spb, vb_seed, vb_span, vb_count;
 static uint64_t vb_secs_tsc, vb_capacity, vb_features;
 static int vb_dev;
@@ -350,6 +355,7 @@ bool vblk_parse(void)
     vb_bs = arg_num("bs", 4096);
     vb_seed = arg_num("seed", 1);
     vb_tick_us = arg_num("tick", 100000);
+    vb_msi_addr = arg_num("msi_addr", 0);
     vb_secs_tsc = arg_num("secs", 0) * tsc_khz * 1000;
     if (!count || count > 0x7fffffffu || vb_tick_us > 4000000) return false;
     vb_count = count;
@@ -444,7 +450,8 @@ void vblk_setup(void)
 
         if (vb_msix) {
             uint32_t e = vb_msix_table + (q + 1) * 16;
-            wr32(e + 0, LAPIC_BASE | apic_id_of[q] << 12);   /* fixed, physical */
+            wr32(e + 0, vb_msi_addr ? vb_msi_addr           /* fixed, physical */
+                                    : LAPIC_BASE | apic_id_of[q] << 12);
             wr32(e + 4, 0);
             wr32(e + 8, VBLK_VECTOR);                        /* edge */
             wr32(e + 12, 0);                                 /* unmask */
