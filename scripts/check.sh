@@ -178,6 +178,58 @@ msix_path() {
         fail "msix-path: $label raised by the $want" "$direct direct, $main through the main loop"
     fi
 }
+# isr_path LABEL WANT: how the vCPUs of the tiny guest's irq=isr run LABEL
+# read virtio-pci's ISR status register (traced into
+# out/check/tiny-LABEL.trace): without the BQL (WANT=unlocked: one
+# virtio_pci_isr_read_unlocked event at least for each read the guest
+# counted) or under it (WANT=bql: none).
+isr_path() {
+    local label=$1 want=$2 trace=$logdir/tiny-$1.trace unlocked reads
+    unlocked=$(grep -c '^virtio_pci_isr_read_unlocked' "$trace" 2>/dev/null)
+    reads=$(grep -o 'isr_reads=[0-9]*' "$logdir/tiny-$label.log" |
+            awk -F= '{ n += $2 } END { print n + 0 }')
+    unlocked=${unlocked:-0}
+    if [ "$reads" -gt 0 ] &&
+       { { [ "$want" = unlocked ] && [ "$unlocked" -ge "$reads" ]; } ||
+         { [ "$want" = bql ] && [ "$unlocked" -eq 0 ]; }; }; then
+        pass "isr-path: $label read $want ($reads reads, $unlocked without the BQL)"
+    else
+        fail "isr-path: $label read $want" "$reads reads, $unlocked without the BQL"
+    fi
+}
+# INTx: the main loop raises the line, every vCPU reads and clears the
+# shared ISR, which lowers it; the guest checks that no line is left high.
+# The series reads the ISR without the BQL (x-unlocked-dispatch) and takes
+# it only to lower a line that may be high.
+vblk_isr() {
+    local img=$logdir/vblk.img build accel flag dev
+    for build in patched base; do
+        local bin=$Q
+        [ $build = base ] && bin=$QB
+        for accel in kvm tcg; do
+            for flag in on off; do
+                [ $build = base ] && [ $flag = off ] && continue
+                local label=$build-$accel-smp2-vblk-isr-iothread trc=()
+                dev="virtio-blk-pci,drive=d0,iothread=io0"
+                if [ $build = patched ]; then
+                    label=$label-unlocked-$flag
+                    dev="$dev,x-unlocked-dispatch=$flag"
+                    trc=(-trace virtio_pci_isr_read_unlocked -D "$logdir/tiny-$label.trace")
+                fi
+                rm -f "$img" && truncate -s 64M "$img"
+                tiny "$label" "$bin" $accel 2 \
+                    vblk irq=isr count=$([ $accel = kvm ] && echo 300 || echo 2000) depth=4 -- \
+                    -object iothread,id=io0 \
+                    -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=threads \
+                    -device "$dev" "${trc[@]}"
+                if [ ${#trc[@]} -gt 0 ] && grep -q "TINY PASS" "$logdir/tiny-$label.log"; then
+                    isr_path "$label" "$([ $flag = on ] && echo unlocked || echo bql)"
+                fi
+            done
+        done
+    done
+    rm -f "$img"
+}
 # x-dedicated-iothread on another transport: virtio-mmio (microvm).  The
 # IOThread is created and listed, and the conflict with iothread= is an
 # error there too.  No guest I/O: the tiny guest's driver is PCI only.
@@ -304,6 +356,7 @@ guests() {
         -trace virtio_notify_without_bql -trace virtio_notify_irqfd_deferred_fn \
         -D "$logdir/tiny-patched-tcg-smp2-vblk-msix-to-hpet.trace"
     msix_path patched-tcg-smp2-vblk-msix-to-hpet main-loop
+    vblk_isr
     rm -f "$img"
     mmio_dedicated
     # Data integrity of an x-dedicated-iothread disk across stop/cont,

@@ -2,7 +2,7 @@
  * scenario=vblk: a minimal virtio 1.x driver for virtio-blk-pci (vendor
  * 0x1af4, device 0x1001 transitional or 0x1042 modern) on PCI bus 0.
  *
- *   scenario=vblk irq=poll|msix count=N depth=D bs=B mode=rw|check|flush
+ *   scenario=vblk irq=poll|msix|isr count=N depth=D bs=B mode=rw|check|flush
  *                 seed=S secs=T data=full|hdr
  *
  * irq=poll (default): avail->flags = VRING_AVAIL_F_NO_INTERRUPT, spin on
@@ -20,6 +20,14 @@
  *   vCPU's APIC (a test of where QEMU may send it: e.g. 0xfed00000, the
  *   HPET's read-only ID register); completions are then found by the
  *   timer alone.
+ * irq=isr: MSI-X off, so each completion raises INTx (masked at the I/O
+ *   APIC: nothing is delivered) and sets bit 0 of the ISR; every vCPU spins
+ *   on used->idx and reads the shared ISR status register (read-and-clear,
+ *   which lowers INTx) every 64 spins.  RESULT: isr_reads=, isr_hits= (reads
+ *   that found bit 0).  At the end the BSP reads the ISR until the PCI
+ *   status register's interrupt bit is clear: a line left high with nothing
+ *   in the ISR FAILs ("vblk-intx-stuck"), and so does a run where no read
+ *   ever found bit 0 ("vblk-no-isr").
  * count: requests per vCPU in the write pass (default 1000); depth: requests
  *   in flight per vCPU, 1..32 (default 4); bs: bytes per request, a multiple
  *   of 512, depth*bs <= 1 MiB (default 4096); seed (default 1); secs=T:
@@ -129,6 +137,7 @@ struct vq {
     struct slot slot[MAX_DEPTH];
     uint32_t written;                   /* requests of the write pass (secs=) */
     uint64_t writes, reads, flushes, kicks, irq_done, timer_done, timer_wakes, requests;
+    uint64_t isr_reads, isr_hits;
     uint32_t bad, bad_owner, bad_off, bad_want, bad_got;
     uint64_t bad_lba;
 } __attribute__((aligned(64)));
@@ -140,7 +149,7 @@ static volatile uint32_t vb_arrive;
 static volatile uint32_t vb_dying;
 
 static enum { M_RW, M_CHECK, M_FLUSH } vb_mode;
-static bool vb_msix;
+static bool vb_msix, vb_isr_mode;
 static uint32_t vb_msi_addr;
 static uint32_t vb_tick_us, vb_depth, vb_bs, vb_spb, vb_seed, vb_span, vb_count;
 static uint64_t vb_secs_tsc, vb_capacity, vb_features;
@@ -194,6 +203,11 @@ static void w_start(const char *reason)
     why_len = 0;
     w_s(reason);
 }
+static const char *vb_irq_name(void)
+{
+    return vb_msix ? "msix" : vb_isr_mode ? "isr" : "poll";
+}
+
 static void __attribute__((noreturn)) die(const char *reason)
 {
     w_start(reason);
@@ -345,7 +359,8 @@ static bool verify(struct vq *v, const uint32_t *p, uint64_t sector, uint32_t ow
 bool vblk_parse(void)
 {
     vb_msix = arg_is("irq", "msix");
-    if (arg("irq") && !vb_msix && !arg_is("irq", "poll")) return false;
+    vb_isr_mode = arg_is("irq", "isr");
+    if (arg("irq") && !vb_msix && !vb_isr_mode && !arg_is("irq", "poll")) return false;
     if (!arg("mode") || arg_is("mode", "rw")) vb_mode = M_RW;
     else if (arg_is("mode", "check")) vb_mode = M_CHECK;
     else if (arg_is("mode", "flush")) vb_mode = M_FLUSH;
@@ -433,7 +448,7 @@ void vblk_setup(void)
         v->avail = (struct vring_avail *)(ring + 0x800);
         v->used = (struct vring_used *)(ring + 0x1000);
         v->data = (uint8_t *)(DATA_BASE + q * DATA_PER_CPU);
-        v->avail->flags = vb_msix ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
+        v->avail->flags = vb_msix || vb_isr_mode ? 0 : VRING_AVAIL_F_NO_INTERRUPT;
 
         wr16(c + CC_Q_SELECT, q);
         uint16_t max = rd16(c + CC_Q_SIZE);
@@ -470,7 +485,7 @@ void vblk_setup(void)
     puts(" capacity="); putu(vb_capacity);
     puts(" num_queues="); putu(vb_nq);
     puts(" span="); putu(vb_span);
-    puts(" irq="); puts(vb_msix ? "msix" : "poll");
+    puts(" irq="); puts(vb_irq_name());
     putc('\n');
 }
 
@@ -538,6 +553,10 @@ static enum wake wait_used(struct vq *v, uint32_t me)
             if (vblk_irqs[id] != i0) how = WAKE_IRQ;
         } else {
             pause();
+            if (vb_isr_mode && !(spins & 63)) {
+                v->isr_reads++;
+                if (rd8(vb_isr) & 1) v->isr_hits++;
+            }
             if (++spins & 1023) continue;
         }
         if (rdtsc() - start > (uint64_t)TIMEOUT_SECS * 1000 * tsc_khz) {
@@ -688,11 +707,39 @@ void vblk_report(uint32_t c)
     puts(" reads="); putu(v->reads);
     puts(" flushes="); putu(v->flushes);
     puts(" kicks="); putu(v->kicks);
+    if (vb_isr_mode) {
+        puts(" isr_reads="); putu(v->isr_reads);
+        puts(" isr_hits="); putu(v->isr_hits);
+    }
     puts(" mode="); puts(vb_mode == M_RW ? "rw" : vb_mode == M_CHECK ? "check" : "flush");
-    puts(" irq="); puts(vb_msix ? "msix" : "poll");
+    puts(" irq="); puts(vb_irq_name());
     puts(" depth="); putu(vb_depth);
     puts(" bs="); putu(vb_bs);
     puts(" data="); puts(vb_hdr_only ? "hdr" : "full");
+}
+
+/*
+ * irq=isr, every request reaped: the last completion's INTx may still be
+ * high (no vCPU read the ISR after it) or still coming (the main loop
+ * raises it after the IOThread has completed the request).  Read the ISR
+ * until the PCI status register says that INTx is low; a second of reads
+ * that leave it high is a line that no ISR read lowers.
+ */
+static void vb_check_intx(void)
+{
+    uint64_t hits = 0, start = rdtsc();
+    for (uint32_t c = 0; c < ncpus; c++) hits += vqs[c].isr_hits;
+    if (!hits) die("vblk-no-isr");
+    for (;;) {
+        uint8_t isr = rd8(vb_isr);
+        uint16_t status = cfg16(0x06);
+        if (!(status & 0x08)) return;                  /* PCI_STATUS_INTERRUPT */
+        if (rdtsc() - start > 1000ull * tsc_khz) {
+            w_start("vblk-intx-stuck isr="); w_u(isr);
+            w_s(" status="); w_x(status);
+            finish(false, why);
+        }
+    }
 }
 
 void vblk_finish(void)
@@ -716,6 +763,7 @@ void vblk_finish(void)
         if (!vb_secs_tsc && v->written != vb_count) die("vblk-short-count");
         if (vb_mode == M_FLUSH && v->flushes != 1) die("vblk-no-flush");
     }
+    if (vb_isr_mode) vb_check_intx();
     if (vb_mode == M_FLUSH) {
         puts("TINY FLUSHED\n");
         for (;;) asm volatile("cli; hlt");
