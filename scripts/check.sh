@@ -230,6 +230,24 @@ vblk_isr() {
     done
     rm -f "$img"
 }
+# The APIC's x-unlocked-dispatch takes effect under MTTCG only: "on" with
+# round-robin TCG is an error at start-up, not a silent fallback.
+apic_flag() {
+    local log=$logdir/apic-flag.log args=(-M pc -nodefaults -display none -S)
+    timeout 60 "$Q" "${args[@]}" -accel tcg,thread=single \
+        -global apic.x-unlocked-dispatch=on </dev/null >"$log" 2>&1
+    if [ $? -eq 1 ] && grep -q "x-unlocked-dispatch=on needs multi-threaded TCG" "$log"; then
+        pass "apic-flag: x-unlocked-dispatch=on with thread=single is an error"
+    else
+        fail "apic-flag: x-unlocked-dispatch=on with thread=single is an error" \
+            "see out/check/${log##*/}"
+    fi
+    printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"quit"}' |
+        timeout 60 "$Q" "${args[@]}" -accel tcg,thread=multi \
+            -global apic.x-unlocked-dispatch=on -qmp stdio >>"$log" 2>&1 &&
+        pass "apic-flag: x-unlocked-dispatch=on under MTTCG starts" ||
+        fail "apic-flag: x-unlocked-dispatch=on under MTTCG starts" "see out/check/${log##*/}"
+}
 # x-dedicated-iothread on another transport: virtio-mmio (microvm).  The
 # IOThread is created and listed, and the conflict with iothread= is an
 # error there too.  No guest I/O: the tiny guest's driver is PCI only.
@@ -359,6 +377,7 @@ guests() {
     vblk_isr
     rm -f "$img"
     mmio_dedicated
+    apic_flag
     # Data integrity of an x-dedicated-iothread disk across stop/cont,
     # reset, savevm/loadvm, migration to a file (Linux, TCG), SIGKILL after
     # a flush and stop/cont (tiny guest, KVM).  stop-cont hung 5 runs in 16
