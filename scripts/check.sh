@@ -1,6 +1,6 @@
 #!/bin/bash
 # make check: the project's test command.  Ends with "N passed, N failed, N skipped".
-#   1. series hygiene (applies, round-trips, checkpatch, Signed-off-by, subjects)
+#   1. series hygiene (applies, docs build, round-trips, checkpatch, Signed-off-by, subjects)
 #   2. upstream check-unit and check-qtest-x86_64 on the patched tree, with
 #      /dev/kvm hidden so that they use TCG (see README); failures that the
 #      unpatched base has too are listed in base/known-failures.txt
@@ -39,6 +39,14 @@ hygiene() {
         pass "hygiene: series applies to base"
     else
         fail "hygiene: series applies to base"
+    fi
+    # Its documentation builds as QEMU's docs target does, warnings as
+    # errors (the build here configures with --disable-docs).
+    if CONFDIR=etc/qemu sphinx-build -q -W --keep-going -Dkerneldoc_werror=1 -j 2 \
+           -b html -d "$tmp/doctree" "$tmp/wt/docs" "$tmp/html" >"$logdir/docs.log" 2>&1; then
+        pass "hygiene: docs build (sphinx-build -W)"
+    else
+        fail "hygiene: docs build (sphinx-build -W)" "see out/check/docs.log"
     fi
     git -C qemu worktree remove --force "$tmp/wt"
 

@@ -9,7 +9,7 @@ PKGS="build-essential ninja-build pkg-config git ccache python3 python3-venv
   libslirp-dev device-tree-compiler seabios ipxe-qemu bzip2 xz-utils
   busybox-static linux-image-cloud-amd64 gnuplot-nox dpkg-dev
   libaio-dev liburing-dev zlib1g-dev util-linux linux-perf valgrind
-  clang libclang-rt-dev"
+  clang libclang-rt-dev python3-sphinx python3-sphinx-rtd-theme"
 BPO_PKGS="meson python3-pycotap"
 
 missing=""
