@@ -5,7 +5,8 @@
 # under KVM and TCG on each, the locking stress qtest once the series
 # has it, and sphinx-build -W on docs/.  Not part of make check (a header change rebuilds most of QEMU,
 # 2-5 minutes a step here); run it before sending the series.
-# BISECT_FROM=N starts at patch N (after a change to the tail of the series).
+# BISECT_FROM=N starts at patch N (after a change to the tail of the series);
+# BISECT_TO=M stops after patch M.
 # Output: one PASS:/FAIL: line per patch; exit status = number of failures.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +40,7 @@ for c in $(git -C "$top/qemu" rev-list --reverse base-fixups..HEAD); do
     subj=$(git -C "$top/qemu" log -1 --format=%s "$c")
     n=$((n + 1)) log=$top/out/bisect-logs/$(printf %02d $n).log
     [ "$n" -ge "${BISECT_FROM:-1}" ] || continue
+    [ "$n" -le "${BISECT_TO:-$n}" ] || break
     git -C "$wt" checkout -q --detach "$c"
     if [ ! -f "$wt/build/build.ninja" ]; then
         mkdir -p "$wt/build"
