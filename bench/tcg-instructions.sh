@@ -3,12 +3,17 @@
 # so that small CPU-cost differences between builds show where timing
 # cannot: two runs (N1 and N2 accesses), (Ir2 - Ir1) / (N2 - N1).
 #
-#   bench/tcg-instructions.sh QEMU [TARGET] [N1] [N2]
+#   bench/tcg-instructions.sh QEMU [TARGET] [N1] [N2] [-- QEMU-ARGS...]
 #
-# TARGET is a tiny-guest hammer target (default port80).  Needs valgrind.
+# TARGET is a tiny-guest hammer target (default port80), with its options
+# ("mmio:0xa0000 op=read32"); QEMU-ARGS add the device it needs
+# (-device VGA).  Needs valgrind.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 qemu=$1 target=${2:-port80} n1=${3:-20000} n2=${4:-220000}
+extra=()
+while [ $# -gt 0 ] && [ "$1" != -- ]; do shift; done
+[ $# -gt 0 ] && shift && extra=("$@")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ir() {
@@ -16,7 +21,7 @@ ir() {
         --callgrind-out-file="$tmp/cg.$1" \
         "$qemu" -M pc -accel tcg,thread=multi -smp 1 -m 128M -display none \
         -no-reboot -nodefaults -bios "$top/out/guest/tiny/tiny.rom" \
-        -debugcon "file:$tmp/con.$1" -device isa-debug-exit,iobase=0xf4,iosize=4 \
+        -debugcon "file:$tmp/con.$1" -device isa-debug-exit,iobase=0xf4,iosize=4 "${extra[@]}" \
         -fw_cfg "name=opt/tiny/args,string=scenario=hammer target=$target count=$1" \
         >"$tmp/log.$1" 2>&1 || true
     grep -q "TINY PASS" "$tmp/con.$1" || { echo "guest failed: $tmp/log.$1" >&2; exit 1; }
