@@ -16,7 +16,7 @@ export CCACHE_DIR=${CCACHE_DIR:-$top/.cache/ccache} CCACHE_BASEDIR=$top CCACHE_N
 if [ ! -d "$wt" ]; then
     git -C "$top/qemu" worktree add -q --detach "$wt" base-fixups
 fi
-fails=0 n=0 docs_ok="" doctree=$top/out/bisect-doctree
+fails=0 n=0 checked=0 docs_ok="" doctree=$top/out/bisect-doctree
 mkdir -p "$top/out/bisect-logs"
 rm -rf "$doctree"
 # The docs build with warnings as errors.  Sphinx re-reads only what
@@ -41,6 +41,7 @@ for c in $(git -C "$top/qemu" rev-list --reverse base-fixups..HEAD); do
     n=$((n + 1)) log=$top/out/bisect-logs/$(printf %02d $n).log
     [ "$n" -ge "${BISECT_FROM:-1}" ] || continue
     [ "$n" -le "${BISECT_TO:-$n}" ] || break
+    checked=$((checked + 1))
     git -C "$wt" checkout -q --detach "$c"
     if [ ! -f "$wt/build/build.ninja" ]; then
         mkdir -p "$wt/build"
@@ -65,4 +66,11 @@ for c in $(git -C "$top/qemu" rev-list --reverse base-fixups..HEAD); do
         fails=$((fails + 1))
     fi
 done
+# A range that selects no patch (BISECT_FROM past the end, or after
+# BISECT_TO) checked nothing: say so rather than pass.
+if [ "$checked" = 0 ]; then
+    total=$(git -C "$top/qemu" rev-list --count base-fixups..HEAD)
+    echo "FAIL: bisect: no patch in ${BISECT_FROM:-1}..${BISECT_TO:-$total} of $total"
+    exit 1
+fi
 exit $fails
