@@ -4,9 +4,9 @@
     bench/latency.py            (part of make bench; REPS as for bench.py)
 
 One vCPU of the tiny guest hammers a region (the firmware times one access
-in 64 with the TSC, into quarter-octave buckets, and reports p50/p99 as
-bucket limits) under KVM, on the base and the patched build, alternating,
-REPS times each:
+in 64 with the TSC, into buckets a sixteenth of an octave wide, 3-6%
+apart, and reports p50/p99 as bucket limits) under KVM, on the base and
+the patched build, alternating, REPS times each:
   - idle: nothing else runs in QEMU;
   - busy: a QMP client sends query-cpus-fast back to back.  That is what
     management tools poll (libvirt, for vCPU thread ids and halted state),
@@ -14,8 +14,8 @@ REPS times each:
     back, the main loop holds the BQL most of the time.
 Regions: pc-testdev's port and MMIO buffer, the RTC (an index/data pair)
 and the VGA's legacy window (converted: a device lock), port 0x80 (BQL)
-and the ACPI PM timer (lock-free), for reference.  BENCH_ONLY=NAME,...
-keeps some of them.  The goal for a converted region: busy p99 <= 1.1x idle p99.
+and upstream's lock-free ACPI PM timer and HPET, for reference.
+BENCH_ONLY=NAME,... keeps some of them.  The goal for a converted region: busy p99 <= 1.1x idle p99.
 
 Output: bench/results/latency.json and latency.md (BENCH_OUT=PREFIX to
 change), medians over the runs with min-max.
@@ -37,6 +37,7 @@ TARGETS = [
     ('vga-lowmem', 'mmio:0xa0000 op=read32', ['-device', 'VGA']),
     ('port80', 'port80', []),
     ('pmtimer', 'pmtimer', []),
+    ('hpet', 'hpet', []),
 ]
 LOADS = [('idle', None), ('busy', 'query-cpus-fast')]
 
@@ -87,7 +88,7 @@ def main():
         json.dump(doc, f, indent=1)
     lines = [f"Measured {doc['date']}, KVM, 1 vCPU, {bench.REPS} alternating runs per build "
              "and load; medians (min-max) of each run's p50/p99 in ns (bucket limits: "
-             "a quarter of an octave).  busy = back-to-back QMP query-cpus-fast.", '',
+             "a sixteenth of an octave, 3-6% apart).  busy = back-to-back QMP query-cpus-fast.", '',
              '| region | build | p50 idle | p99 idle | p50 busy | p99 busy | p99 busy/idle |',
              '|---|---|---|---|---|---|---|']
     by = {(e['region'], e['load']): e for e in results}

@@ -19,7 +19,7 @@
  * Output lines (all on the BSP, after every vCPU is done):
  *   TINY start cpus=N scenario=S ... tsc_khz=K
  *   RESULT scenario=S vcpu=I count=C tsc=T ns=NS rate=R p50_ns=.. p99_ns=..
- *   HIST vcpu=I lt_ns:count ...   (quarter-octave TSC buckets of sampled accesses,
+ *   HIST vcpu=I lt_ns:count ...   (sixteenth-octave TSC buckets of sampled accesses,
  *                                  upper bound converted to ns)
  *   TOTAL scenario=S cpus=N count=C rate=R
  *   TINY PASS | TINY FAIL reason=...
@@ -371,25 +371,26 @@ static uint32_t access_run(uint32_t n, uint32_t me)
 }
 
 /*
- * Histogram buckets: a quarter of an octave each (p99 must be told apart
- * from 1.1x p99).  Bucket 4e+s holds TSC deltas in [2^e + s*2^(e-2),
- * 2^e + (s+1)*2^(e-2)); deltas below 4 cycles go to bucket 8.  No
- * division: this runs under kvm_pvm's emulator.
+ * Histogram buckets: a sixteenth of an octave each, 3-6% apart, so that a
+ * p99 tells 1.1x of another p99 apart from it.  Bucket 16e+s holds TSC
+ * deltas in [2^e + s*2^(e-4), 2^e + (s+1)*2^(e-4)); deltas below 16
+ * cycles (no access is that fast) go to bucket 64.  No division: this
+ * runs under kvm_pvm's emulator.
  */
 int bucket_of(uint64_t cycles)
 {
     uint32_t c = cycles >> 32 ? 0xffffffffu : (uint32_t)cycles;
-    int e = 2;
+    int e = 4;
 
-    if (c < 4) return 8;
+    if (c < 16) return 64;
     while (e < 31 && c >= (2u << e)) e++;
-    return 4 * e + ((c >> (e - 2)) & 3);
+    return 16 * e + ((c >> (e - 4)) & 15);
 }
 
 /* The exclusive upper bound of bucket b, in TSC cycles. */
 static uint64_t bucket_limit(int b)
 {
-    return (uint64_t)(4 + (b & 3) + 1) << ((b >> 2) - 2);
+    return (uint64_t)(16 + (b & 15) + 1) << ((b >> 4) - 4);
 }
 
 /* Sampled value checks: a lockless read path must still give sane values. */

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 #define MAX_CPUS     64
-#define NBUCKETS     128         /* 32 octaves of TSC cycles, 4 steps each */
+#define NBUCKETS     512         /* 32 octaves of TSC cycles, 16 steps each */
 
 struct cpu_result {
     uint64_t count;
