@@ -24,8 +24,15 @@ ir() {
         -debugcon "file:$tmp/con.$1" -device isa-debug-exit,iobase=0xf4,iosize=4 "${extra[@]}" \
         -fw_cfg "name=opt/tiny/args,string=scenario=hammer target=$target count=$1" \
         >"$tmp/log.$1" 2>&1 || true
-    grep -q "TINY PASS" "$tmp/con.$1" || { echo "guest failed: $tmp/log.$1" >&2; exit 1; }
+    if ! grep -q "TINY PASS" "$tmp/con.$1"; then
+        echo "guest failed ($1 accesses):" >&2
+        tail -n 5 "$tmp/log.$1" "$tmp/con.$1" >&2
+        exit 1
+    fi
     sed -n 's/^summary: //p' "$tmp/cg.$1"
 }
-a=$(ir "$n1") b=$(ir "$n2")
+# One assignment each: in "a=$(..) b=$(..)" only the last one's status counts.
+a=$(ir "$n1")
+b=$(ir "$n2")
+[[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]] || { echo "no callgrind summary" >&2; exit 1; }
 echo "$target: $(( (b - a) / (n2 - n1) )) instructions per access ($qemu)"

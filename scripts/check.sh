@@ -489,23 +489,24 @@ guests() {
 # ---- 4. cost ----------------------------------------------------------------------
 # insn_cost LABEL MAX TARGET: host instructions per access of a TCG hammer
 # (1 vCPU, callgrind: bench/tcg-instructions.sh), patched against base,
-# must be at most MAX percent of the base's.  Counts repeat to a few
+# must be at most MAX percent of the base's.  Counts repeat to about 10
 # instructions where timed runs here spread +-10%: an outlined ioeventfd
 # match in patch 32 (+8% per port 0x80 write) sat in the series for a
 # day because only timed runs looked.
 insn_cost() {
-    local label=$1 max=$2 target=$3 log=$logdir/insn-$1.log pb pp
+    local label=$1 max=$2 target=$3 log=$logdir/insn-$3.log pb pp pid
     if ! command -v valgrind >/dev/null; then
         fail "cost: $label" "valgrind missing: scripts/deps.sh installs it"
         return
     fi
     bench/tcg-instructions.sh "$QB" "$target" >"$log.base" 2>&1 &
+    pid=$!
     bench/tcg-instructions.sh "$Q" "$target" >"$log" 2>&1
-    wait
+    wait "$pid"
     pb=$(sed -n 's/.*: \([0-9]*\) instructions per access.*/\1/p' "$log.base")
     pp=$(sed -n 's/.*: \([0-9]*\) instructions per access.*/\1/p' "$log")
-    if [ -z "$pb" ] || [ -z "$pp" ] || [ "$pb" -le 0 ]; then
-        fail "cost: $label" "no count, see out/check/${log##*/}{,.base}"
+    if [ -z "$pb" ] || [ -z "$pp" ] || [ "$pb" -le 0 ] || [ "$pp" -le 0 ]; then
+        fail "cost: $label" "no count, see out/check/${log##*/} and ${log##*/}.base"
     elif [ $((pp * 100)) -le $((pb * max)) ]; then
         pass "cost: $label $pp instructions per access, base $pb (at most $max%)"
     else
