@@ -206,6 +206,27 @@ isr_path() {
         fail "isr-path: $label read $want" "$reads reads, $unlocked without the BQL"
     fi
 }
+# cfg_path LABEL WANT: how the tiny guest's run LABEL read virtio-pci's
+# common configuration (traced into out/check/tiny-LABEL.trace).
+# WANT=unlocked: every config_generation read the guest counted was
+# served under the proxy's lock (virtio_pci_generation_read_unlocked),
+# and the set-up's other accesses were handed to the BQL
+# (memory_region_rerun_with_bql).  WANT=bql: neither happened.
+cfg_path() {
+    local label=$1 want=$2 trace=$logdir/tiny-$1.trace gen rerun reads
+    gen=$(grep -c '^virtio_pci_generation_read_unlocked' "$trace" 2>/dev/null)
+    rerun=$(grep -c "^memory_region_rerun_with_bql mr 'virtio-pci-common" "$trace" 2>/dev/null)
+    reads=$(grep -o 'gen_reads=[0-9]*' "$logdir/tiny-$label.log" |
+            awk -F= '{ n += $2 } END { print n + 0 }')
+    gen=${gen:-0} rerun=${rerun:-0}
+    if [ "$reads" -gt 0 ] &&
+       { { [ "$want" = unlocked ] && [ "$gen" -ge "$reads" ] && [ "$rerun" -gt 0 ]; } ||
+         { [ "$want" = bql ] && [ "$gen" -eq 0 ] && [ "$rerun" -eq 0 ]; }; }; then
+        pass "cfg-path: $label common config $want ($reads generation reads, $gen without the BQL, $rerun handed to it)"
+    else
+        fail "cfg-path: $label common config $want" "$reads generation reads, $gen without the BQL, $rerun handed to it"
+    fi
+}
 # INTx: the main loop raises the line, every vCPU reads and clears the
 # shared ISR, which lowers it; the guest checks that no line is left high.
 # The series reads the ISR without the BQL (x-unlocked-dispatch) and takes
@@ -223,7 +244,10 @@ vblk_isr() {
                 if [ $build = patched ]; then
                     label=$label-unlocked-$flag
                     dev="$dev,x-unlocked-dispatch=$flag"
-                    trc=(-trace virtio_pci_isr_read_unlocked -D "$logdir/tiny-$label.trace")
+                    trc=(-trace virtio_pci_isr_read_unlocked
+                         -trace virtio_pci_generation_read_unlocked
+                         -trace memory_region_rerun_with_bql
+                         -D "$logdir/tiny-$label.trace")
                 fi
                 rm -f "$img" && truncate -s 64M "$img"
                 tiny "$label" "$bin" $accel 2 \
@@ -233,6 +257,7 @@ vblk_isr() {
                     -device "$dev" "${trc[@]}"
                 if [ ${#trc[@]} -gt 0 ] && grep -q "TINY PASS" "$logdir/tiny-$label.log"; then
                     isr_path "$label" "$([ $flag = on ] && echo unlocked || echo bql)"
+                    cfg_path "$label" "$([ $flag = on ] && echo unlocked || echo bql)"
                 fi
             done
         done

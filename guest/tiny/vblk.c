@@ -28,6 +28,9 @@
  *   status register's interrupt bit is clear: a line left high with nothing
  *   in the ISR FAILs ("vblk-intx-stuck"), and so does a run where no read
  *   ever found bit 0 ("vblk-no-isr").
+ * Set-up reads the device configuration between two reads of
+ *   config_generation, again until they agree, as Linux's virtio_cread
+ *   does.  RESULT (vCPU 0's line): gen_reads= reads of config_generation.
  * count: requests per vCPU in the write pass (default 1000); depth: requests
  *   in flight per vCPU, 1..32 (default 4); bs: bytes per request, a multiple
  *   of 512, depth*bs <= 1 MiB (default 4096); seed (default 1); secs=T:
@@ -90,6 +93,7 @@
 #define CC_MSIX       16
 #define CC_NUMQ       18
 #define CC_STATUS     20
+#define CC_CFG_GEN    21
 #define CC_Q_SELECT   22
 #define CC_Q_SIZE     24
 #define CC_Q_MSIX     26
@@ -157,6 +161,7 @@ static int vb_dev;
 static uint32_t vb_bar[6];
 static uint32_t vb_common, vb_notify, vb_mult, vb_isr, vb_devcfg, vb_msix_cap, vb_msix_table;
 static uint16_t vb_nq;
+static uint32_t vb_gen_reads;
 
 extern void vblk_irq_handler(void), vblk_timer_handler(void);
 
@@ -384,6 +389,12 @@ bool vblk_parse(void)
     return true;
 }
 
+static uint8_t vb_generation(void)
+{
+    vb_gen_reads++;
+    return rd8(vb_common + CC_CFG_GEN);
+}
+
 /* BSP, once every vCPU's APIC ID is known and before any vCPU runs. */
 void vblk_setup(void)
 {
@@ -414,8 +425,12 @@ void vblk_setup(void)
     wr8(c + CC_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
     if (!(rd8(c + CC_STATUS) & ST_FEATURES_OK)) die("vblk-features-not-ok");
 
-    vb_capacity = rd32(vb_devcfg) | (uint64_t)rd32(vb_devcfg + 4) << 32;
-    vb_nq = (g0 & 1u << VIRTIO_BLK_F_MQ) ? rd16(vb_devcfg + 34) : 1;
+    uint8_t gen;
+    do {
+        gen = vb_generation();
+        vb_capacity = rd32(vb_devcfg) | (uint64_t)rd32(vb_devcfg + 4) << 32;
+        vb_nq = (g0 & 1u << VIRTIO_BLK_F_MQ) ? rd16(vb_devcfg + 34) : 1;
+    } while (gen != vb_generation());
     if (vb_nq < ncpus) {
         w_start("vblk-too-few-queues num_queues="); w_u(vb_nq);
         w_s(" cpus="); w_u(ncpus);
@@ -707,6 +722,9 @@ void vblk_report(uint32_t c)
     puts(" reads="); putu(v->reads);
     puts(" flushes="); putu(v->flushes);
     puts(" kicks="); putu(v->kicks);
+    if (c == 0) {
+        puts(" gen_reads="); putu(vb_gen_reads);
+    }
     if (vb_isr_mode) {
         puts(" isr_reads="); putu(v->isr_reads);
         puts(" isr_hits="); putu(v->isr_hits);
